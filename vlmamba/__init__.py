@@ -1,0 +1,71 @@
+# Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
+"""Mamba-VL and Pythia-VL for Hugging Face Transformers. Importing the package registers them with the Auto classes."""
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+)
+
+from .configuration_vlmamba import MambaVLConfig, PythiaVLConfig, VLMambaConfig
+from .image_processing_vlmamba import VLMambaImageProcessor, VLMambaImageProcessorPil
+from .modeling_vlmamba import (
+    MambaVLForConditionalGeneration,
+    MambaVLModel,
+    PythiaVLForConditionalGeneration,
+    PythiaVLModel,
+    VLMambaForConditionalGeneration,
+    VLMambaModel,
+    VLMambaPreTrainedModel,
+)
+from .processing_vlmamba import VLMambaProcessor
+from .builder import PRESETS, build_from_components, build_from_preset
+
+
+__version__ = "0.1.0"
+
+
+def _register() -> None:
+    for config_class, base_class, head_class in (
+        (MambaVLConfig, MambaVLModel, MambaVLForConditionalGeneration),
+        (PythiaVLConfig, PythiaVLModel, PythiaVLForConditionalGeneration),
+    ):
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        AutoModel.register(config_class, base_class, exist_ok=True)
+        AutoModelForImageTextToText.register(config_class, head_class, exist_ok=True)
+        AutoProcessor.register(config_class, VLMambaProcessor, exist_ok=True)
+        AutoImageProcessor.register(
+            config_class,
+            image_processor_classes={"torchvision": VLMambaImageProcessor, "pil": VLMambaImageProcessorPil},
+            exist_ok=True,
+        )
+        # `save_pretrained` then writes `auto_map` and copies the code files next to the weights.
+        config_class.register_for_auto_class()
+        head_class.register_for_auto_class("AutoModelForImageTextToText")
+    VLMambaProcessor.register_for_auto_class()
+    VLMambaImageProcessor.register_for_auto_class()
+    VLMambaImageProcessorPil.register_for_auto_class()
+
+
+_register()
+
+__all__ = [
+    "VLMambaConfig",
+    "MambaVLConfig",
+    "PythiaVLConfig",
+    "VLMambaPreTrainedModel",
+    "VLMambaModel",
+    "VLMambaForConditionalGeneration",
+    "MambaVLModel",
+    "MambaVLForConditionalGeneration",
+    "PythiaVLModel",
+    "PythiaVLForConditionalGeneration",
+    "VLMambaProcessor",
+    "VLMambaImageProcessor",
+    "VLMambaImageProcessorPil",
+    "PRESETS",
+    "build_from_components",
+    "build_from_preset",
+]

@@ -1,0 +1,95 @@
+# Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
+"""Offline demo: tiny Mamba-VL and Pythia-VL saved as Hub folders and reloaded as remote code in a fresh process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .toy import tiny_model, tiny_processor
+
+
+# Runs in a fresh interpreter in which `import vlmamba` fails, so only the code saved next to the weights is used.
+_FRESH_PROCESS_SCRIPT = r"""
+import json, sys
+sys.modules["vlmamba"] = None
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+model_dir, image_path, prompt, max_new_tokens = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+model = AutoModelForImageTextToText.from_pretrained(model_dir, trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
+inputs = processor(images=[Image.open(image_path)], text=[prompt], return_tensors="pt")
+out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+print(json.dumps({"class": type(model).__name__, "module": type(model).__module__,
+                  "tokens": out[0, inputs["input_ids"].shape[1]:].tolist(),
+                  "text": processor.post_process_image_text_to_text(out, skip_special_tokens=True)[0]}))
+"""
+
+
+def generate_in_fresh_process(model_dir, image_path, prompt: str, max_new_tokens: int = 8) -> dict:
+    """Loads `model_dir` with `trust_remote_code=True` in a new Python process without vlmamba and generates greedily.
+
+    Returns a dict with the loaded class name and module, the new token ids and the decoded text.
+    """
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS_SCRIPT, str(model_dir), str(image_path), prompt, str(max_new_tokens)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(Path(model_dir).parent),
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"Loading {model_dir} in a fresh process failed:\n{result.stderr[-4000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def demo_image(size: int = 96, seed: int = 0) -> Image.Image:
+    """A small synthetic picture: a coloured square on a light background."""
+    rng = np.random.default_rng(seed)
+    pixels = np.full((size, size, 3), 230, dtype=np.uint8)
+    x, y = rng.integers(0, size // 2, size=2)
+    pixels[y : y + size // 3, x : x + size // 3] = rng.integers(0, 255, size=3, dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def run_demo(output_dir: str | os.PathLike, max_new_tokens: int = 8) -> list[dict]:
+    """Builds, saves, reloads and runs a tiny model of each family; returns one result row per family."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    image_path = output_dir / "demo.png"
+    demo_image().save(image_path)
+    prompt = "<image>Provide a one-sentence caption for the provided image.\n"
+    rows = []
+    for family in ("mamba", "pythia"):
+        torch.manual_seed(0)
+        processor = tiny_processor()
+        model = tiny_model(family, processor)
+        folder = output_dir / f"{family}-vl-tiny"
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        inputs = processor(images=[Image.open(image_path)], text=[prompt], return_tensors="pt")
+        with torch.no_grad():
+            local = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        local_tokens = local[0, inputs["input_ids"].shape[1] :].tolist()
+        remote = generate_in_fresh_process(folder, image_path, prompt, max_new_tokens)
+        rows.append(
+            {
+                "family": family,
+                "folder": str(folder),
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "prompt_tokens": int(inputs["input_ids"].shape[1]),
+                "remote_class": remote["class"],
+                "same_tokens": remote["tokens"] == local_tokens,
+                "text": remote["text"],
+            }
+        )
+    return rows
+
+
+__all__ = ["run_demo", "generate_in_fresh_process", "demo_image"]

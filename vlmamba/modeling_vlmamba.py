@@ -1,0 +1,508 @@
+# Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
+"""PyTorch Mamba-VL and Pythia-VL models."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_utils import slice_logits_to_keep
+from transformers.utils import logging
+
+from .configuration_vlmamba import MambaVLConfig, PythiaVLConfig, VLMambaConfig
+from .mamba_kernels import install_device_dispatch
+
+
+logger = logging.get_logger(__name__)
+
+install_device_dispatch()
+
+
+@dataclass
+class VLModelOutputWithPast(ModelOutput):
+    r"""
+    Output of [`MambaVLModel`] and [`PythiaVLModel`].
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+            Final hidden states of the language model.
+        past_key_values (`Cache`, *optional*):
+            Key/value cache of Pythia-VL, returned when `use_cache=True`.
+        cache_params (`Cache`, *optional*):
+            Convolution and recurrent states of Mamba-VL, returned when `use_cache=True`.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            Hidden states of every language-model layer, when `output_hidden_states=True`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*):
+            Attention weights of Pythia-VL, when `output_attentions=True`.
+        image_hidden_states (`torch.FloatTensor` of shape `(num_images, num_image_tokens, hidden_size)`, *optional*):
+            Projected patch features written into the placeholder positions.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    past_key_values: Cache | None = None
+    cache_params: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    image_hidden_states: torch.FloatTensor | None = None
+
+
+@dataclass
+class VLCausalLMOutputWithPast(ModelOutput):
+    r"""
+    Output of [`MambaVLForConditionalGeneration`] and [`PythiaVLForConditionalGeneration`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Next-token cross-entropy over the positions whose label is not -100, when `labels` are given.
+        logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`):
+            Language-model head scores.
+        past_key_values, cache_params, hidden_states, attentions, image_hidden_states:
+            As in [`VLModelOutputWithPast`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    past_key_values: Cache | None = None
+    cache_params: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    image_hidden_states: torch.FloatTensor | None = None
+
+
+class VLMambaMLPConnector(nn.Module):
+    """Two-layer MLP from vision features to the language model's width (Linear -> activation -> Linear)."""
+
+    def __init__(self, vision_hidden_size: int, config: VLMambaConfig):
+        super().__init__()
+        text_hidden_size = config.text_config.hidden_size
+        self.linear_1 = nn.Linear(vision_hidden_size, text_hidden_size, bias=config.connector_bias)
+        self.act = ACT2FN[config.connector_hidden_act]
+        self.linear_2 = nn.Linear(text_hidden_size, text_hidden_size, bias=config.connector_bias)
+
+    def forward(self, image_features: torch.Tensor, patches_per_side: int | None = None) -> torch.Tensor:
+        """`(num_images, num_patches, vision_hidden)` -> `(num_images, num_patches, text_hidden)`."""
+        return self.linear_2(self.act(self.linear_1(image_features)))
+
+
+CONNECTOR_CLASSES = {"mlp": VLMambaMLPConnector}
+
+
+class VLMambaPreTrainedModel(PreTrainedModel):
+    """Weight init and flags shared by the Mamba-VL and Pythia-VL classes."""
+
+    config_class = VLMambaConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _skip_keys_device_placement = ["past_key_values", "cache_params"]
+    _no_split_modules = []
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        # Nested pretrained models (tower, language model) are initialised by their own `_init_weights`.
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # A frozen tower stays deterministic (no dropout / drop-path) while the rest trains.
+        if self.config.freeze_vision_tower and hasattr(self, "get_vision_tower"):
+            self.get_vision_tower().eval()
+        return self
+
+
+class VLMambaModel(VLMambaPreTrainedModel):
+    """
+    Vision tower + connector + language model (no head). Image patches are projected and written, in raster order,
+    into the placeholder positions of `input_ids`. Shared by Mamba-VL and Pythia-VL, which differ only in the
+    language model and its cache.
+    """
+
+    _cache_name = "past_key_values"
+
+    def __init__(self, config: VLMambaConfig):
+        super().__init__(config)
+        self.vision_tower = AutoModel.from_config(config.vision_config)
+        vision_hidden_size = getattr(config.vision_config, "hidden_size", None)
+        if config.vision_config.model_type == "timm_wrapper":
+            vision_hidden_size = self.vision_tower.timm_model.num_features
+        self.connector = CONNECTOR_CLASSES[config.connector_type](vision_hidden_size, config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        if config.freeze_vision_tower:
+            self.vision_tower.requires_grad_(False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def get_vision_tower(self):
+        return self.vision_tower
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor):
+        size = self.config.image_size
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3 or tuple(pixel_values.shape[2:]) != (size, size):
+            raise ValueError(
+                f"pixel_values must have shape (num_images, 3, {size}, {size}), got {tuple(pixel_values.shape)}. "
+                "Use the model's processor to prepare images."
+            )
+
+    def _vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Patch features of the configured tower layer, prefix tokens dropped: `(num_images, num_patches, dim)`."""
+        tower = self.vision_tower
+        layer = self.config.vision_feature_layer
+        pixel_values = pixel_values.to(device=self.device, dtype=tower.dtype)
+        if self.config.vision_config.model_type == "timm_wrapper":
+            if layer is None:
+                features = tower.timm_model.forward_features(pixel_values)
+            else:
+                features = tower.timm_model.forward_intermediates(
+                    pixel_values, indices=[layer], output_fmt="NLC", intermediates_only=True
+                )[0]
+        else:
+            outputs = tower(pixel_values=pixel_values, output_hidden_states=layer is not None, return_dict=True)
+            if layer is not None:
+                features = outputs.hidden_states[layer]
+            else:
+                features = outputs.last_hidden_state
+                # CLIP applies its final norm to the pooled token only; the reference feature is the normed output.
+                post_layernorm = getattr(getattr(tower, "vision_model", None), "post_layernorm", None)
+                if self.config.vision_config.model_type == "clip_vision_model" and post_layernorm is not None:
+                    features = post_layernorm(features)
+        num_patches = self.config.num_image_tokens
+        if features.shape[1] < num_patches:
+            raise ValueError(
+                f"The vision tower returned {features.shape[1]} tokens per image, fewer than the {num_patches} "
+                f"patches of a {self.config.image_size}px image with {self.config.patch_size}px patches."
+            )
+        # Prefix tokens (CLS, registers) come first in every supported tower.
+        return features[:, features.shape[1] - num_patches :]
+
+    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """
+        Encodes images and projects them to the language model's width.
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(num_images, 3, image_size, image_size)`)
+
+        Returns:
+            `torch.FloatTensor` of shape `(num_images, num_image_tokens, text_hidden_size)`.
+        """
+        self._check_pixel_values(pixel_values)
+        features = self._vision_features(pixel_values)
+        connector_dtype = next(self.connector.parameters()).dtype
+        return self.connector(features.to(connector_dtype), patches_per_side=self.config.patches_per_side)
+
+    def get_placeholder_mask(
+        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor
+    ) -> torch.BoolTensor:
+        """Boolean mask `(batch_size, sequence_length)` of the image placeholder positions."""
+        if input_ids is not None:
+            return input_ids == self.config.image_token_id
+        image_embedding = self.get_input_embeddings()(
+            torch.tensor(self.config.image_token_id, dtype=torch.long, device=inputs_embeds.device)
+        )
+        return (inputs_embeds == image_embedding).all(-1)
+
+    def merge_image_features(
+        self, inputs_embeds: torch.Tensor, placeholder_mask: torch.BoolTensor, image_features: torch.Tensor
+    ) -> torch.Tensor:
+        """Writes `image_features` (all images, in order) into the placeholder positions of `inputs_embeds`."""
+        num_placeholders = int(placeholder_mask.sum())
+        num_images, tokens_per_image = image_features.shape[:2]
+        if num_placeholders != num_images * tokens_per_image:
+            per_sample = placeholder_mask.sum(-1).tolist()
+            raise ValueError(
+                f"The inputs hold {num_placeholders} image placeholder tokens (per sample: {per_sample}), but "
+                f"pixel_values holds {num_images} image(s) of {tokens_per_image} patches = "
+                f"{num_images * tokens_per_image} features. Each image needs exactly {tokens_per_image} "
+                "placeholders; build inputs with the model's processor."
+            )
+        image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
+        return inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), image_features)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        cache_params: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> tuple | VLModelOutputWithPast:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                Token ids with one `image_token_id` per image patch (the processor builds them).
+            pixel_values (`torch.FloatTensor` of shape `(num_images, 3, image_size, image_size)`, *optional*):
+                Images of the whole batch, in the order their placeholders appear.
+            attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
+                1 for real tokens, 0 for padding.
+            position_ids (`torch.LongTensor`, *optional*): Pythia-VL only.
+            past_key_values (`Cache`, *optional*): Pythia-VL's key/value cache.
+            cache_params (`Cache`, *optional*): Mamba-VL's recurrent cache.
+            inputs_embeds (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`, *optional*):
+                Embeddings instead of `input_ids`; placeholder positions are found by their embedding.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if use_cache is None:
+            use_cache = self.config.use_cache and not self.training
+        cache = cache_params if cache_params is not None else past_key_values
+
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+
+        image_features = None
+        if pixel_values is not None:
+            image_features = self.get_image_features(pixel_values)
+            placeholder_mask = self.get_placeholder_mask(input_ids, inputs_embeds)
+            inputs_embeds = self.merge_image_features(inputs_embeds, placeholder_mask, image_features)
+        elif cache is None and input_ids is not None and (input_ids == self.config.image_token_id).any():
+            raise ValueError(
+                "input_ids contain image placeholder tokens but no pixel_values were given; pass the images the "
+                "processor returned."
+            )
+
+        lm_kwargs = {"attention_mask": attention_mask, "use_cache": use_cache, "return_dict": True}
+        if output_hidden_states is not None:
+            lm_kwargs["output_hidden_states"] = output_hidden_states
+        if self._cache_name == "cache_params":
+            lm_kwargs["cache_params"] = cache
+        else:
+            lm_kwargs.update(past_key_values=cache, position_ids=position_ids)
+            if output_attentions is not None:
+                lm_kwargs["output_attentions"] = output_attentions
+        outputs = self.language_model(inputs_embeds=inputs_embeds, **lm_kwargs, **kwargs)
+
+        output = VLModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            hidden_states=outputs.hidden_states,
+            attentions=getattr(outputs, "attentions", None),
+            image_hidden_states=image_features,
+            **{self._cache_name: getattr(outputs, self._cache_name, None) if use_cache else None},
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
+    """Shared head, loss and generation hooks of Mamba-VL and Pythia-VL."""
+
+    base_model_class = VLMambaModel
+
+    def __init__(self, config: VLMambaConfig):
+        super().__init__(config)
+        self.model = self.base_model_class(config)
+        text_config = config.text_config
+        self.lm_head = nn.Linear(text_config.hidden_size, text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def get_decoder(self):
+        return self.model.language_model
+
+    def get_vision_tower(self):
+        return self.model.vision_tower
+
+    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """See [`VLMambaModel.get_image_features`]."""
+        return self.model.get_image_features(pixel_values)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # `register_for_auto_class` records one Auto class; the headless model shares the weights' prefix, so
+        # `AutoModel` can load the same folder too.
+        if self._auto_class is not None:
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map.setdefault("AutoModel", f"{type(self.model).__module__.split('.')[-1]}.{type(self.model).__name__}")
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        cache_params: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> tuple | VLCausalLMOutputWithPast:
+        r"""
+        Args:
+            labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                Targets aligned with `input_ids` (shifted inside the loss); -100 marks positions without loss.
+            logits_to_keep (`int` or `torch.Tensor`, *optional*):
+                Compute logits for the last `logits_to_keep` positions only (0 = all).
+            kwargs:
+                `num_items_in_batch` (from `Trainer`) is passed to the loss so that gradient accumulation averages
+                over all supervised tokens.
+
+            Other arguments as in [`VLMambaModel.forward`].
+
+        Example:
+
+        ```python
+        >>> import vlmamba
+        >>> from transformers import AutoModelForImageTextToText, AutoProcessor
+        >>> model = AutoModelForImageTextToText.from_pretrained("path/to/mamba-vl")
+        >>> processor = AutoProcessor.from_pretrained("path/to/mamba-vl")
+        >>> inputs = processor(images=[image], text=["<image>Provide a one-sentence caption for the provided image."],
+        ...                    return_tensors="pt")
+        >>> out = model.generate(**inputs, max_new_tokens=30)
+        >>> processor.post_process_image_text_to_text(out, skip_special_tokens=True)
+        ```
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        loss_kwargs = {k: kwargs.pop(k) for k in ("num_items_in_batch", "ignore_index", "shift_labels") if k in kwargs}
+        outputs = self.model(
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            cache_params=cache_params,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+            **kwargs,
+        )
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        logits = self.lm_head(hidden_states.to(self.lm_head.weight.dtype))
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **loss_kwargs
+            )
+
+        output = VLCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            cache_params=outputs.cache_params,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_hidden_states=outputs.image_hidden_states,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class MambaVLModel(VLMambaModel):
+    """Mamba-VL without its language-modelling head."""
+
+    config_class = MambaVLConfig
+    _cache_name = "cache_params"
+    _is_stateful = True
+
+
+class PythiaVLModel(VLMambaModel):
+    """Pythia-VL without its language-modelling head."""
+
+    config_class = PythiaVLConfig
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+
+class MambaVLForConditionalGeneration(VLMambaForConditionalGeneration):
+    """
+    Mamba-VL: vision tower + connector + Mamba language model with tied input/output embeddings. `generate()`
+    keeps the recurrent state in `cache_params`; images are encoded once, at the prefill step.
+    """
+
+    config_class = MambaVLConfig
+    base_model_class = MambaVLModel
+    _is_stateful = True
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embeddings.weight"}
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids,
+        inputs_embeds=None,
+        use_cache=None,
+        cache_params: Cache | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        is_first_iteration: bool | None = False,
+        **kwargs,
+    ):
+        model_inputs = super().prepare_inputs_for_generation(
+            input_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            cache_params=cache_params,
+            attention_mask=attention_mask,
+            is_first_iteration=is_first_iteration,
+            **kwargs,
+        )
+        # After the prefill the mixer would apply the full-length mask to a one-token step; padding is already
+        # folded into the recurrent state, so decoding steps take no mask.
+        if use_cache and not is_first_iteration:
+            model_inputs["attention_mask"] = None
+        return model_inputs
+
+
+class PythiaVLForConditionalGeneration(VLMambaForConditionalGeneration):
+    """
+    Pythia-VL: vision tower + connector + GPT-NeoX language model with an untied head. `generate()` uses the
+    key/value cache in `past_key_values`; images are encoded once, at the prefill step.
+    """
+
+    config_class = PythiaVLConfig
+    base_model_class = PythiaVLModel
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_in.weight"}
+
+
+__all__ = [
+    "VLMambaPreTrainedModel",
+    "VLMambaModel",
+    "VLMambaForConditionalGeneration",
+    "MambaVLModel",
+    "MambaVLForConditionalGeneration",
+    "PythiaVLModel",
+    "PythiaVLForConditionalGeneration",
+    "VLMambaMLPConnector",
+    "CONNECTOR_CLASSES",
+    "VLModelOutputWithPast",
+    "VLCausalLMOutputWithPast",
+]

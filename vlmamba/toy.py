@@ -1,0 +1,103 @@
+# Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
+"""Tiny offline models: a tokenizer trained on the spot and small configs, for demos and tests (no downloads)."""
+
+import random
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from .configuration_vlmamba import MambaVLConfig, PythiaVLConfig
+from .image_processing_vlmamba import VLMambaImageProcessor
+from .modeling_vlmamba import MambaVLForConditionalGeneration, PythiaVLForConditionalGeneration
+from .processing_vlmamba import VLMambaProcessor
+
+
+EOS = "<|endoftext|>"
+WORDS = (
+    "a the red blue green small large circle square triangle on left right of image picture shows there is are "
+    "two three one what colour shape how many where answer question caption provide sentence provided locate region "
+    "described by yes no"
+).split()
+
+FAMILIES = {
+    "mamba": (MambaVLConfig, MambaVLForConditionalGeneration),
+    "pythia": (PythiaVLConfig, PythiaVLForConditionalGeneration),
+}
+
+
+def vision_configs(image_size: int = 28, patch_size: int = 14, width: int = 32, depth: int = 2) -> dict[str, dict]:
+    """Tiny vision towers by kind: `timm` (EVA-02 architecture), `clip`, `siglip`."""
+    timm = {
+        "model_type": "timm_wrapper",
+        "architecture": "eva02_large_patch14_clip_336",
+        "do_pooling": False,
+        "model_args": {"img_size": image_size, "patch_size": patch_size, "embed_dim": width, "depth": depth,
+                       "num_heads": 2},
+    }
+    clip = {
+        "model_type": "clip_vision_model", "image_size": image_size, "patch_size": patch_size, "hidden_size": width,
+        "intermediate_size": 2 * width, "num_hidden_layers": depth, "num_attention_heads": 4,
+    }
+    return {"timm": timm, "clip": clip, "siglip": {**clip, "model_type": "siglip_vision_model"}}
+
+
+def text_config(family: str, vocab_size: int, width: int = 32, depth: int = 2) -> dict:
+    """A tiny `mamba` or `gpt_neox` language-model config of the given width and depth."""
+    special = {"eos_token_id": 0, "pad_token_id": 0, "bos_token_id": 0}
+    if family == "mamba":
+        return {"model_type": "mamba", "hidden_size": width, "num_hidden_layers": depth, "state_size": 8,
+                "vocab_size": vocab_size, **special}
+    if family == "pythia":
+        return {"model_type": "gpt_neox", "hidden_size": width, "num_hidden_layers": depth, "num_attention_heads": 4,
+                "intermediate_size": 4 * width, "vocab_size": vocab_size, "max_position_embeddings": 2048, **special}
+    raise ValueError(f"Unknown family {family!r}; expected one of {', '.join(FAMILIES)}.")
+
+
+def corpus(num_lines: int = 400, seed: int = 0) -> list[str]:
+    """Random sentences over a small vocabulary, with the reference's `###` / `&&` markers among them."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(num_lines):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 12))]
+        lines.append(" ".join(words) + rng.choice([".", "?", " ### ", " && ", "\n"]))
+    return lines
+
+
+def train_tokenizer(texts: list[str] | None = None, vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on `texts` (default `corpus()`), with `<|endoftext|>` as eos and pad."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=[EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(texts if texts is not None else corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, pad_token=EOS, bos_token=EOS)
+
+
+def tiny_processor(tokenizer=None, image_size: int = 28, patch_size: int = 14, **kwargs) -> VLMambaProcessor:
+    image_processor = VLMambaImageProcessor(size={"height": image_size, "width": image_size})
+    return VLMambaProcessor(image_processor, tokenizer or train_tokenizer(), patch_size=patch_size, **kwargs)
+
+
+def tiny_model(family: str, processor: VLMambaProcessor, vision: str = "timm", width: int = 32, depth: int = 2,
+               **config_kwargs):
+    """A randomly initialised model whose config matches `processor` (vocabulary padded to a multiple of 8)."""
+    config_class, model_class = FAMILIES[family]
+    tokenizer = processor.tokenizer
+    vocab_size = len(tokenizer) + (-len(tokenizer)) % 8
+    layout = processor.image_layout()
+    config = config_class(
+        vision_config=vision_configs(layout["image_size"], layout["patch_size"], width, depth)[vision],
+        text_config=text_config(family, vocab_size, width, depth),
+        **layout,
+        **config_kwargs,
+    )
+    model = model_class(config).eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model
+
+
+__all__ = ["vision_configs", "text_config", "corpus", "train_tokenizer", "tiny_processor", "tiny_model"]
