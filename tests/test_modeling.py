@@ -82,13 +82,16 @@ def test_tied_embeddings_mamba_untied_pythia(processor):
 def test_cached_generation_equals_full_forward_step_by_step(processor, family):
     model = make_model(family, processor)
     inputs = batch(processor, ["<image>what colour is the circle?"], images(1))
-    generated = model.generate(**inputs, max_new_tokens=8, do_sample=False, min_new_tokens=8)
+    out = model.generate(**inputs, max_new_tokens=8, min_new_tokens=8, do_sample=False, output_logits=True,
+                         return_dict_in_generate=True)
     ids = inputs["input_ids"]
     with torch.no_grad():
-        for _ in range(8):
-            logits = model(input_ids=ids, pixel_values=inputs["pixel_values"], use_cache=False).logits
-            ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-    assert generated.tolist() == ids.tolist()
+        for step in range(8):
+            logits = model(input_ids=ids, pixel_values=inputs["pixel_values"], use_cache=False).logits[:, -1]
+            # Logits, not just tokens: a tiny random model repeats tokens whatever its state.
+            torch.testing.assert_close(out.logits[step], logits, atol=1e-4, rtol=1e-4)
+            ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
+    assert out.sequences.tolist() == ids.tolist()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -101,26 +104,28 @@ def test_batched_left_padded_generation_equals_one_by_one(processor, family):
         "<image>provide a one sentence caption for the provided image with many words in it",
     ]
     imgs = images(3)
-    kwargs = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False)
+    kwargs = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False, output_logits=True,
+                  return_dict_in_generate=True)
     together = model.generate(**batch(processor, prompts, imgs, padding_side="left"), **kwargs)
     image_iter = iter(imgs)
     for row, prompt in enumerate(prompts):
         sample_images = [next(image_iter)] if "<image>" in prompt else []
-        alone_inputs = batch(processor, [prompt], sample_images)
-        alone = model.generate(**alone_inputs, **kwargs)
-        new_alone = alone[0, alone_inputs["input_ids"].shape[1] :].tolist()
-        new_together = together[row, -10:].tolist()
-        assert new_together == new_alone, f"sample {row} differs in the batch"
+        alone = model.generate(**batch(processor, [prompt], sample_images), **kwargs)
+        assert together.sequences[row, -10:].tolist() == alone.sequences[0, -10:].tolist(), f"sample {row} differs"
+        for step in range(10):
+            torch.testing.assert_close(together.logits[step][row], alone.logits[step][0], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_beam_search_with_cache_equals_without_and_sampling_is_seeded(processor, family):
     model = make_model(family, processor)
     inputs = batch(processor, ["<image>where is the square?", "<image>a"], images(2), padding_side="left")
-    kwargs = dict(max_new_tokens=6, min_new_tokens=6, num_beams=3, do_sample=False)
+    kwargs = dict(max_new_tokens=6, min_new_tokens=6, num_beams=3, do_sample=False, output_scores=True,
+                  return_dict_in_generate=True)
     cached = model.generate(**inputs, **kwargs)
     uncached = model.generate(**inputs, use_cache=False, **kwargs)
-    assert cached.tolist() == uncached.tolist()
+    assert cached.sequences.tolist() == uncached.sequences.tolist()
+    torch.testing.assert_close(cached.sequences_scores, uncached.sequences_scores, atol=1e-4, rtol=1e-4)
     torch.manual_seed(1)
     first = model.generate(**inputs, max_new_tokens=6, do_sample=True, top_k=20)
     torch.manual_seed(1)
