@@ -1,12 +1,13 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
 """Image processors of Mamba-VL and Pythia-VL: squash to 336x336 and normalize with the OpenAI CLIP statistics."""
 
+from typing import ClassVar
+
 import numpy as np
 import PIL.Image
 import torch
 from transformers.image_processing_backends import PilBackend, TorchvisionBackend
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ChannelDimension, PILImageResampling
-
 
 # Modes whose `convert("RGB")` (or `convert("RGBA")` when they carry alpha) is exact, so transformers' own
 # conversion can take them as they are.
@@ -76,7 +77,7 @@ def _to_rgb_compatible(image, index: int, input_data_format=None) -> PIL.Image.I
     if isinstance(image, PIL.Image.Image):
         if 0 in image.size:
             raise ValueError(f"image {index} has size {image.size} (width, height); it is empty")
-        if image.mode in _PASSTHROUGH_MODES:
+        if image.mode != "F":
             return image
         if image.mode in _CONVERT_FIRST:
             return image.convert(_CONVERT_FIRST[image.mode])
@@ -98,7 +99,7 @@ def _to_rgb_compatible(image, index: int, input_data_format=None) -> PIL.Image.I
         image = image.float() if image.dtype == torch.bfloat16 else image
         image = image.numpy()
     if not isinstance(image, np.ndarray):
-        raise ValueError(f"image {index} has unsupported type {type(image).__name__}")
+        raise TypeError(f"image {index} has unsupported type {type(image).__name__}")
     if 0 in image.shape:
         raise ValueError(f"image {index} has shape {tuple(image.shape)}; it is empty")
     pixels = _to_uint8(_channels_last(image, index, input_data_format), index)
@@ -121,7 +122,7 @@ class _VLMambaImageProcessingMixin:
     image_mean = OPENAI_CLIP_MEAN
     image_std = OPENAI_CLIP_STD
     # Squashing to the square, without center crop, keeps normalized box coordinates valid.
-    size = {"height": 336, "width": 336}
+    size: ClassVar[dict[str, int]] = {"height": 336, "width": 336}
     do_resize = True
     do_center_crop = False
     do_rescale = True

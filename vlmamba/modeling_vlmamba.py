@@ -126,6 +126,8 @@ class VLMambaModel(VLMambaPreTrainedModel):
     """
 
     _cache_name = "past_key_values"
+    # Loading the headless model from a checkpoint of the full model leaves the head out on purpose.
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\."]
 
     def __init__(self, config: VLMambaConfig):
         super().__init__(config)

@@ -1,0 +1,182 @@
+"""Save/load through the Auto classes, remote code in a process without vlmamba, the pipeline, and the builder."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    MambaConfig,
+    MambaForCausalLM,
+    TimmWrapperConfig,
+    TimmWrapperModel,
+    pipeline,
+)
+
+from tests.tiny import make_tokenizer, save_tiny
+from vlmamba import (
+    MambaVLForConditionalGeneration,
+    MambaVLModel,
+    PythiaVLForConditionalGeneration,
+    PythiaVLModel,
+    VLMambaProcessor,
+    build_from_components,
+    build_from_preset,
+)
+from vlmamba.demo import demo_image, generate_in_fresh_process
+from vlmamba.toy import text_config, vision_configs
+
+
+HEADS = {"mamba": MambaVLForConditionalGeneration, "pythia": PythiaVLForConditionalGeneration}
+BASES = {"mamba": MambaVLModel, "pythia": PythiaVLModel}
+PROMPT = "<image>Provide a one-sentence caption for the provided image."
+
+
+@pytest.fixture(scope="module", params=["mamba", "pythia"])
+def saved(request, tmp_path_factory):
+    directory = tmp_path_factory.mktemp(request.param)
+    model, processor = save_tiny(request.param, directory)
+    image_path = directory / "image.png"
+    demo_image().save(image_path)
+    return request.param, directory, model, processor, image_path
+
+
+def test_save_pretrained_writes_code_and_auto_map(saved):
+    family, directory, model, _, _ = saved
+    config = json.loads((directory / "config.json").read_text())
+    head, base = HEADS[family].__name__, BASES[family].__name__
+    assert config["auto_map"] == {
+        "AutoConfig": f"configuration_vlmamba.{type(model.config).__name__}",
+        "AutoModelForImageTextToText": f"modeling_vlmamba.{head}",
+        "AutoModel": f"modeling_vlmamba.{base}",
+    }
+    assert config["model_type"] == f"{family}_vl"
+    processor_config = json.loads((directory / "processor_config.json").read_text())
+    assert processor_config["auto_map"]["AutoProcessor"] == "processing_vlmamba.VLMambaProcessor"
+    for name in ("configuration_vlmamba.py", "modeling_vlmamba.py", "processing_vlmamba.py",
+                 "image_processing_vlmamba.py", "mamba_kernels.py"):
+        assert (directory / name).exists(), name
+
+
+def test_auto_classes_reload_identical_logits(saved):
+    family, directory, model, processor, image_path = saved
+    assert isinstance(AutoConfig.from_pretrained(directory), type(model.config))
+    loaded = AutoModelForImageTextToText.from_pretrained(directory).eval()
+    assert type(loaded) is HEADS[family]
+    loaded_processor = AutoProcessor.from_pretrained(directory)
+    assert isinstance(loaded_processor, VLMambaProcessor)
+    inputs = loaded_processor(images=[Image.open(image_path)], text=[PROMPT], return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
+    base, loading_info = AutoModel.from_pretrained(directory, output_loading_info=True)
+    assert type(base) is BASES[family]
+    assert not loading_info["missing_keys"] and not loading_info["unexpected_keys"]
+    with torch.no_grad():
+        torch.testing.assert_close(base.eval()(**inputs).last_hidden_state,
+                                   model.model(**inputs).last_hidden_state, rtol=0, atol=0)
+
+
+def test_remote_code_in_a_process_without_vlmamba_generates_the_same_tokens(saved):
+    family, directory, model, processor, image_path = saved
+    remote = generate_in_fresh_process(directory, image_path, PROMPT, max_new_tokens=8)
+    assert remote["class"] == HEADS[family].__name__
+    assert remote["module"].startswith("transformers_modules."), remote["module"]
+    inputs = processor(images=[Image.open(image_path)], text=[PROMPT], return_tensors="pt")
+    local = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert remote["tokens"] == local[0, inputs["input_ids"].shape[1]:].tolist()
+
+
+def test_image_text_to_text_pipeline(saved):
+    family, directory, model, processor, image_path = saved
+    pipe = pipeline("image-text-to-text", model=str(directory))
+    image = Image.open(image_path)
+    result = pipe(images=image, text=PROMPT, max_new_tokens=6, return_full_text=False)
+    inputs = processor(images=[image], text=[PROMPT], return_tensors="pt")
+    expected = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    expected_text = processor.post_process_image_text_to_text(
+        expected[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
+    assert result[0]["generated_text"] == expected_text
+    messages = [{"role": "user", "content": [{"type": "image", "image": image},
+                                             {"type": "text", "text": "what colour?"}]}]
+    chat = pipe(text=messages, max_new_tokens=4)
+    assert isinstance(chat[0]["generated_text"], (str, list))
+
+
+@pytest.fixture(scope="module")
+def components(tmp_path_factory):
+    """Local folders standing in for Hub ids: a timm tower, a CLIP tower, Mamba and Pythia LMs, a tokenizer."""
+    root = tmp_path_factory.mktemp("components")
+    torch.manual_seed(0)
+    tokenizer = make_tokenizer()
+    tokenizer.save_pretrained(root / "tokenizer")
+    timm_config = dict(vision_configs()["timm"])
+    timm_config.pop("model_type")
+    TimmWrapperModel(TimmWrapperConfig(**timm_config)).save_pretrained(root / "timm")
+    clip_config = dict(vision_configs()["clip"])
+    clip_config.pop("model_type")
+    CLIPVisionModel(CLIPVisionConfig(**clip_config)).save_pretrained(root / "clip")
+    for family, (config_class, model_class) in {"mamba": (MambaConfig, MambaForCausalLM),
+                                                 "pythia": (GPTNeoXConfig, GPTNeoXForCausalLM)}.items():
+        config = dict(text_config(family, len(tokenizer)))
+        config.pop("model_type")
+        model_class(config_class(**config)).save_pretrained(root / family)
+        tokenizer.save_pretrained(root / family)
+    return root
+
+
+@pytest.mark.parametrize("family, vision", [("mamba", "timm"), ("pythia", "timm"), ("mamba", "clip")])
+def test_build_from_components_keeps_pretrained_weights(components, family, vision, tmp_path):
+    model, processor = build_from_components(family, str(components / vision), str(components / family),
+                                             str(components / "tokenizer"))
+    tower = AutoModel.from_pretrained(components / vision)
+    for name, value in tower.state_dict().items():
+        torch.testing.assert_close(model.model.vision_tower.state_dict()[name], value, rtol=0, atol=0)
+    language = AutoModelForCausalLM.from_pretrained(components / family)
+    rows = language.get_input_embeddings().weight.shape[0]
+    torch.testing.assert_close(model.get_input_embeddings().weight[:rows], language.get_input_embeddings().weight)
+    torch.testing.assert_close(model.lm_head.weight[:rows], language.get_output_embeddings().weight)
+    assert model.get_input_embeddings().weight.shape[0] >= len(processor.tokenizer)
+    assert model.config.image_block_ids() == processor.image_block
+    assert not any(p.requires_grad for p in model.model.vision_tower.parameters())
+
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    reloaded = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
+    inputs = AutoProcessor.from_pretrained(tmp_path)(images=[demo_image()], text=[PROMPT], return_tensors="pt")
+    out = reloaded.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 4 or out[0, -1] == processor.tokenizer.eos_token_id
+
+
+def test_builder_errors(components):
+    with pytest.raises(ValueError, match="family 'pythia' needs 'gpt_neox'"):
+        build_from_components("pythia", str(components / "timm"), str(components / "mamba"))
+    with pytest.raises(ValueError, match="Unknown family 'rwkv'"):
+        build_from_components("rwkv", str(components / "timm"), str(components / "mamba"))
+    with pytest.raises(ValueError, match="Unknown preset 'mamba-vl-7b'"):
+        build_from_preset("mamba-vl-7b")
+
+
+def test_cli_demo_runs_offline(tmp_path):
+    from vlmamba.cli import main
+
+    assert main(["demo", "--output-dir", str(tmp_path), "--max-new-tokens", "4"]) == 0
+    assert (tmp_path / "mamba-vl-tiny" / "modeling_vlmamba.py").exists()
+
+
+def test_images_in_any_array_layout_reach_the_model(saved):
+    family, directory, model, processor, _ = saved
+    rgb = np.asarray(demo_image())
+    variants = [rgb, torch.from_numpy(rgb).permute(2, 0, 1), Image.fromarray(rgb).convert("RGBA")]
+    outputs = [processor(images=[v], text=[PROMPT], return_tensors="pt")["pixel_values"] for v in variants]
+    for other in outputs[1:]:
+        torch.testing.assert_close(outputs[0], other, atol=1e-5, rtol=0)

@@ -1,0 +1,133 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.tiny import make_processor, make_tokenizer
+from vlmamba import MambaVLConfig, VLMambaProcessor
+
+
+def image(seed=0, size=(30, 20)):
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return make_processor()
+
+
+def test_image_block_layout_existing_pieces_and_added_tokens():
+    tokenizer = make_tokenizer()
+    vocab = tokenizer.get_vocab()
+    assert "&&" in vocab, "the test corpus makes `&&` a single BPE piece, as in GPT-NeoX"
+    processor = make_processor()
+    # An existing piece keeps its id; a string that is not a piece becomes an added special token.
+    assert processor.row_separator_token_id == vocab["&&"]
+    assert processor.image_token_id >= len(vocab) or processor.image_token_id not in vocab.values()
+    begin, sep, end, img = (processor.image_begin_token_id, processor.row_separator_token_id,
+                            processor.image_end_token_id, processor.image_token_id)
+    assert processor.image_block == [begin, img, img, sep, img, img, end]
+
+    special = make_processor(image_begin_token="<image_begin>", image_end_token="<image_end>",
+                             row_separator_token="<image_row>")
+    ids = [special.image_begin_token_id, special.row_separator_token_id, special.image_end_token_id]
+    assert len(set(ids)) == 3 and all(i not in vocab.values() for i in ids)
+    assert special.image_block == [ids[0], special.image_token_id, special.image_token_id, ids[1],
+                                   special.image_token_id, special.image_token_id, ids[2]]
+
+
+def test_block_matches_model_config(processor):
+    config_layout = MambaVLConfig(
+        vision_config={"model_type": "clip_vision_model", "image_size": 28, "patch_size": 14, "hidden_size": 32,
+                       "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 4},
+        text_config={"model_type": "mamba", "hidden_size": 32, "num_hidden_layers": 1, "vocab_size": 512},
+        **processor.image_layout(),
+    )
+    assert config_layout.image_block_ids() == processor.image_block
+
+
+def test_tokens_around_the_block_are_unchanged(processor):
+    text = "the red circle"
+    out = processor(images=[image(), image(1)], text=["<image>" + text + "<image>"])
+    ids = out["input_ids"][0]
+    plain = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+    block = processor.image_block
+    assert ids == block + plain + block
+    assert np.asarray(out["pixel_values"]).shape == (2, 3, 28, 28)
+
+
+def test_text_only_and_mixed_batches_with_padding_sides(processor):
+    prompts = ["<image>what colour is it?", "no image here at all, only words", "<image>a"]
+    for side in ("left", "right"):
+        out = processor(images=[image(), image(1)], text=prompts, padding=True, padding_side=side,
+                        return_tensors="pt")
+        ids, mask = out["input_ids"], out["attention_mask"]
+        assert out["pixel_values"].shape == (2, 3, 28, 28)
+        assert (ids == processor.image_token_id).sum(-1).tolist() == [4, 0, 4]
+        lengths = mask.sum(-1)
+        for row in range(3):
+            real = ids[row][mask[row].bool()]
+            alone = processor(images=[image()] if "<image>" in prompts[row] else None, text=[prompts[row]],
+                              return_tensors="pt")["input_ids"][0]
+            assert real.tolist() == alone.tolist()
+            padding = mask[row] == 0
+            assert (ids[row][padding] == processor.tokenizer.pad_token_id).all()
+            if side == "left":
+                assert mask[row, -int(lengths[row]):].all()
+            else:
+                assert mask[row, : int(lengths[row])].all()
+
+
+def test_placeholder_count_errors_name_the_sample(processor):
+    with pytest.raises(ValueError, match=r"2 <image> placeholder\(s\) \(per sample: \[1, 1\]\) but 1 image"):
+        processor(images=[image()], text=["<image>a", "<image>b"])
+    with pytest.raises(ValueError, match=r"Sample 1 has 0 <image> placeholder\(s\) but 1 image"):
+        processor(images=[[image()], [image(1)]], text=["<image>a", "b"])
+    with pytest.raises(ValueError, match=r"but no|0 image"):
+        processor(text=["<image>a"])
+    with pytest.raises(ValueError, match="Image 1 is a str"):
+        processor(images=[image(), "not an image"], text=["<image>a<image>"])
+
+
+def test_truncation_never_cuts_an_image_block(processor):
+    text = ["<image>" + " the red circle" * 10]
+    full = processor(images=[image()], text=text)["input_ids"][0]
+    out = processor(images=[image()], text=text, truncation=True, max_length=12)
+    assert out["input_ids"][0] == full[:12]
+    with pytest.raises(ValueError, match=r"Sample 0 has \d+ tokens; truncating it to max_length=5 .* image block 0"):
+        processor(images=[image()], text=text, truncation=True, max_length=5)
+    processor.tokenizer.truncation_side = "left"
+    try:
+        with pytest.raises(ValueError, match="left side"):
+            processor(images=[image()], text=text, truncation=True, max_length=12)
+    finally:
+        processor.tokenizer.truncation_side = "right"
+
+
+def test_save_and_load_round_trip(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    loaded = VLMambaProcessor.from_pretrained(tmp_path)
+    assert loaded.image_block == processor.image_block
+    assert loaded.image_layout() == processor.image_layout()
+    kwargs = dict(images=[image(), image(3)], text=["<image>a red", "two <image>"], padding=True, return_tensors="pt")
+    a, b = processor(**kwargs), loaded(**kwargs)
+    assert a["input_ids"].tolist() == b["input_ids"].tolist()
+    torch.testing.assert_close(a["pixel_values"], b["pixel_values"])
+
+
+def test_post_process_returns_strings(processor):
+    ids = processor(text=["the red circle", "two blue squares"], padding=True, return_tensors="pt")["input_ids"]
+    texts = processor.post_process_image_text_to_text(ids, skip_special_tokens=True)
+    assert texts == ["the red circle", "two blue squares"]
+
+
+def test_chat_template_emits_the_placeholder(processor):
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what colour?"}]}]
+    prompt = processor.apply_chat_template(messages, tokenize=False)
+    assert prompt == "<image>what colour?"
+    out = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image", "image": image()}, {"type": "text", "text": "hi"}]}],
+        tokenize=True, return_dict=True, return_tensors="pt",
+    )
+    assert (out["input_ids"] == processor.image_token_id).sum() == 4 and out["pixel_values"].shape[0] == 1
