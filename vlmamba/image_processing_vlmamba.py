@@ -77,7 +77,7 @@ def _to_rgb_compatible(image, index: int, input_data_format=None) -> PIL.Image.I
     if isinstance(image, PIL.Image.Image):
         if 0 in image.size:
             raise ValueError(f"image {index} has size {image.size} (width, height); it is empty")
-        if image.mode != "F":
+        if image.mode in _PASSTHROUGH_MODES:
             return image
         if image.mode in _CONVERT_FIRST:
             return image.convert(_CONVERT_FIRST[image.mode])
