@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# Sets up .venv and runs the whole test suite (slow tests included). Extra arguments go to pytest.
+# Sets up .venv, lints, and runs the whole test suite (slow tests included). Extra arguments go to pytest.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+ruff check vlmamba tests
 python -m pytest -n 2 --durations=15 "$@" tests

@@ -166,6 +166,7 @@ def test_builder_errors(components):
         build_from_preset("mamba-vl-7b")
 
 
+@pytest.mark.slow
 def test_cli_demo_runs_offline(tmp_path):
     from vlmamba.cli import main
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+
 MODULE_PATH = Path(__file__).resolve().parents[1] / "vlmamba" / "image_processing_vlmamba.py"
 
 

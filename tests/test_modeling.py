@@ -207,7 +207,8 @@ def test_mismatched_images_and_placeholders_raise(processor):
 def test_wrong_pixel_shape_raises(processor):
     model = make_model("mamba", processor)
     inputs = batch(processor, ["<image>a"], images(1))
-    with pytest.raises(ValueError, match=r"pixel_values must have shape \(num_images, 3, 28, 28\), got \(1, 3, 56, 56\)"):
+    message = r"pixel_values must have shape \(num_images, 3, 28, 28\), got \(1, 3, 56, 56\)"
+    with pytest.raises(ValueError, match=message):
         model(input_ids=inputs["input_ids"], pixel_values=torch.zeros(1, 3, 56, 56))
     with pytest.raises(ValueError, match=r"got \(3, 28, 28\)"):
         model(input_ids=inputs["input_ids"], pixel_values=torch.zeros(3, 28, 28))
@@ -249,6 +250,7 @@ def test_reference_layout_defaults():
     assert config.tie_word_embeddings and not PythiaVLConfig().tie_word_embeddings
 
 
+@pytest.mark.slow
 def test_cpu_tensors_never_reach_cuda_kernels_when_mamba_ssm_is_installed(tmp_path):
     # Fake `mamba_ssm` / `causal_conv1d` packages whose kernels fail like CUDA kernels do on CPU tensors.
     for package, names in {

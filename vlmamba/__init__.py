@@ -9,6 +9,7 @@ from transformers import (
     AutoProcessor,
 )
 
+from .builder import PRESETS, build_from_components, build_from_preset
 from .configuration_vlmamba import MambaVLConfig, PythiaVLConfig, VLMambaConfig
 from .image_processing_vlmamba import VLMambaImageProcessor, VLMambaImageProcessorPil
 from .modeling_vlmamba import (
@@ -21,7 +22,6 @@ from .modeling_vlmamba import (
     VLMambaPreTrainedModel,
 )
 from .processing_vlmamba import VLMambaProcessor
-from .builder import PRESETS, build_from_components, build_from_preset
 
 
 __version__ = "0.1.0"

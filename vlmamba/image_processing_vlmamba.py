@@ -9,6 +9,7 @@ import torch
 from transformers.image_processing_backends import PilBackend, TorchvisionBackend
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ChannelDimension, PILImageResampling
 
+
 # Modes whose `convert("RGB")` (or `convert("RGBA")` when they carry alpha) is exact, so transformers' own
 # conversion can take them as they are.
 _PASSTHROUGH_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "HSV"}

@@ -342,7 +342,8 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         # `AutoModel` can load the same folder too.
         if self._auto_class is not None:
             auto_map = dict(getattr(self.config, "auto_map", None) or {})
-            auto_map.setdefault("AutoModel", f"{type(self.model).__module__.split('.')[-1]}.{type(self.model).__name__}")
+            module = type(self.model).__module__.split(".")[-1]
+            auto_map.setdefault("AutoModel", f"{module}.{type(self.model).__name__}")
             self.config.auto_map = auto_map
         return super().save_pretrained(save_directory, *args, **kwargs)
 
