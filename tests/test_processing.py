@@ -97,6 +97,11 @@ def test_truncation_never_cuts_an_image_block(processor):
     assert out["input_ids"][0] == full[:12]
     with pytest.raises(ValueError, match=r"Sample 0 has \d+ tokens; truncating it to max_length=5 .* image block 0"):
         processor(images=[image()], text=text, truncation=True, max_length=5)
+    processor.tokenizer.model_max_length = 12
+    try:
+        assert processor(images=[image()], text=text, truncation=True)["input_ids"][0] == full[:12]
+    finally:
+        processor.tokenizer.model_max_length = int(1e30)
     processor.tokenizer.truncation_side = "left"
     try:
         with pytest.raises(ValueError, match="left side"):

@@ -128,8 +128,8 @@ class VLMambaProcessor(ProcessorMixin):
         """
         merged = self._merge_kwargs(tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         text_kwargs, images_kwargs = dict(merged["text_kwargs"]), dict(merged["images_kwargs"])
-        return_tensors = text_kwargs.pop("return_tensors", None) or images_kwargs.pop("return_tensors", None)
-        images_kwargs.pop("return_tensors", None)
+        images_return_tensors = images_kwargs.pop("return_tensors", None)
+        return_tensors = text_kwargs.pop("return_tensors", None) or images_return_tensors
 
         flat_images, images_per_sample = _flatten_images(images)
         if text is None:
@@ -148,8 +148,10 @@ class VLMambaProcessor(ProcessorMixin):
             data.update(self.image_processor(flat_images, return_tensors=return_tensors, **images_kwargs))
 
         padding = text_kwargs.pop("padding", False)
-        truncation = text_kwargs.pop("truncation", None)
+        truncation = text_kwargs.pop("truncation", None) not in (None, False, "do_not_truncate")
         max_length = text_kwargs.pop("max_length", None)
+        if truncation and max_length is None and self.tokenizer.model_max_length < 10**9:
+            max_length = self.tokenizer.model_max_length
         pad_to_multiple_of = text_kwargs.pop("pad_to_multiple_of", None)
         padding_side = text_kwargs.pop("padding_side", None)
         return_attention_mask = text_kwargs.pop("return_attention_mask", None)
@@ -170,7 +172,7 @@ class VLMambaProcessor(ProcessorMixin):
                     f"Sample {index}: the tokenizer produced {len(blocks)} {self.image_token} token(s) for "
                     f"{sample_text.count(self.image_token)} in the text."
                 )
-            if truncation not in (None, False, "do_not_truncate") and max_length is not None:
+            if truncation and max_length is not None:
                 expanded = self._truncate(expanded, blocks, max_length, index, padding_side)
             input_ids.append(expanded)
 
@@ -239,13 +241,8 @@ def _token_id(tokenizer, token: str | None, require_special: bool = False) -> in
     """Id of `token`: an existing single piece keeps its id, anything else is added as a special token."""
     if token is None:
         return None
-    vocab = tokenizer.get_vocab()
-    if token not in vocab:
-        tokenizer.add_special_tokens(
-            {"additional_special_tokens": [AddedToken(token, normalized=False, special=True)]},
-            replace_extra_special_tokens=False,
-        )
-    elif require_special and token not in tokenizer.all_special_tokens:
+    missing = token not in tokenizer.get_vocab()
+    if missing or (require_special and token not in tokenizer.all_special_tokens):
         tokenizer.add_special_tokens(
             {"additional_special_tokens": [AddedToken(token, normalized=False, special=True)]},
             replace_extra_special_tokens=False,
