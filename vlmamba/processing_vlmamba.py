@@ -173,7 +173,7 @@ class VLMambaProcessor(ProcessorMixin):
                     f"{sample_text.count(self.image_token)} in the text."
                 )
             if truncation and max_length is not None:
-                expanded = self._truncate(expanded, blocks, max_length, index, padding_side)
+                expanded = self._truncate(expanded, blocks, max_length, index)
             input_ids.append(expanded)
 
         text_inputs = self.tokenizer.pad(
@@ -218,7 +218,7 @@ class VLMambaProcessor(ProcessorMixin):
                 expanded.append(token_id)
         return expanded, blocks
 
-    def _truncate(self, ids, blocks, max_length, index, padding_side):
+    def _truncate(self, ids, blocks, max_length, index):
         if len(ids) <= max_length:
             return ids
         side = self.tokenizer.truncation_side
@@ -241,8 +241,7 @@ def _token_id(tokenizer, token: str | None, require_special: bool = False) -> in
     """Id of `token`: an existing single piece keeps its id, anything else is added as a special token."""
     if token is None:
         return None
-    missing = token not in tokenizer.get_vocab()
-    if missing or (require_special and token not in tokenizer.all_special_tokens):
+    if token not in tokenizer.get_vocab() or (require_special and token not in tokenizer.all_special_tokens):
         tokenizer.add_special_tokens(
             {"additional_special_tokens": [AddedToken(token, normalized=False, special=True)]},
             replace_extra_special_tokens=False,

@@ -6,9 +6,8 @@ import random
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from .configuration_vlmamba import MambaVLConfig, PythiaVLConfig
+from .builder import FAMILIES
 from .image_processing_vlmamba import VLMambaImageProcessor
-from .modeling_vlmamba import MambaVLForConditionalGeneration, PythiaVLForConditionalGeneration
 from .processing_vlmamba import VLMambaProcessor
 
 
@@ -18,12 +17,6 @@ WORDS = (
     "two three one what colour shape how many where answer question caption provide sentence provided locate region "
     "described by yes no"
 ).split()
-
-FAMILIES = {
-    "mamba": (MambaVLConfig, MambaVLForConditionalGeneration),
-    "pythia": (PythiaVLConfig, PythiaVLForConditionalGeneration),
-}
-
 
 def vision_configs(image_size: int = 28, patch_size: int = 14, width: int = 32, depth: int = 2) -> dict[str, dict]:
     """Tiny vision towers by kind: `timm` (EVA-02 architecture), `clip`, `siglip`."""
