@@ -1,0 +1,231 @@
+"""The chunked selective scan against the sequential recurrence, and its use inside transformers' Mamba mixer."""
+
+import re
+
+import pytest
+import torch
+from transformers import MambaConfig, MambaForCausalLM
+from transformers.models.mamba import modeling_mamba
+
+import vlmamba  # noqa: F401  (installs the dispatch)
+from tests.tiny import make_model, make_processor
+from vlmamba.mamba_kernels import get_scan_implementation, scan_implementation, set_scan_implementation
+from vlmamba.selective_scan import selective_scan, selective_scan_sequential
+
+
+NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
+
+
+def inputs(batch=2, channels=6, length=37, state=4, groups=None, decay_scale=1.0, seed=0):
+    """Random float64 inputs; `decay_scale` scales delta * |A| (large values make the state forget within a step)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    bc_shape = (batch, state, length) if groups is None else (batch, groups, state, length)
+    return {
+        "u": randn(batch, channels, length),
+        "delta": randn(batch, channels, length),
+        "A": -torch.exp(randn(channels, state)) * decay_scale,
+        "B": randn(*bc_shape),
+        "C": randn(*bc_shape),
+        "D": randn(channels),
+        "z": randn(batch, channels, length),
+        "delta_bias": randn(channels),
+        "initial_state": randn(batch, channels, state),
+    }
+
+
+def relative_error(value, reference):
+    return ((value.double() - reference).norm() / reference.norm().clamp_min(1e-300)).item()
+
+
+def check_against_reference(tensors, tolerance=1e-5, **kwargs):
+    """fp32 chunked scan vs float64 sequential scan: output, final state and the gradients of every input."""
+    reference_inputs = {k: v.clone().requires_grad_() for k, v in tensors.items() if v is not None}
+    fast_inputs = {k: v.float().requires_grad_() for k, v in tensors.items() if v is not None}
+    y_ref, h_ref = selective_scan_sequential(**reference_inputs, return_last_state=True, **kwargs)
+    y, h = selective_scan(**fast_inputs, return_last_state=True, **kwargs)
+    assert y.dtype == torch.float32 and h.shape == h_ref.shape
+    assert relative_error(y, y_ref) < tolerance
+    assert relative_error(h, h_ref) < tolerance
+    # A loss that reads both the outputs and the final state, with random weights.
+    g = torch.Generator().manual_seed(1)
+    weight_y = torch.randn(y_ref.shape, generator=g, dtype=torch.float64)
+    weight_h = torch.randn(h_ref.shape, generator=g, dtype=torch.float64)
+    loss_ref = (y_ref * weight_y).sum() + (h_ref * weight_h).sum()
+    loss = (y * weight_y.float()).sum() + (h * weight_h.float()).sum()
+    grads_ref = torch.autograd.grad(loss_ref, list(reference_inputs.values()))
+    grads = torch.autograd.grad(loss, list(fast_inputs.values()))
+    for name, grad, grad_ref in zip(reference_inputs, grads, grads_ref):
+        assert relative_error(grad, grad_ref) < tolerance, name
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 37, 100])
+@pytest.mark.parametrize("chunk_size", [None, 1, 3, 16])
+def test_matches_sequential_reference_for_any_length_and_chunk(length, chunk_size):
+    check_against_reference(inputs(length=length, seed=length), delta_softplus=True, chunk_size=chunk_size)
+
+
+@pytest.mark.parametrize("decay_scale", [30.0, 1e3])
+def test_strong_decays_stay_exact(decay_scale):
+    # delta * |A| of tens to thousands: the state forgets within a step; nothing overflows and nothing turns NaN.
+    tensors = inputs(length=45, decay_scale=decay_scale)
+    tensors["delta"] = tensors["delta"].abs() * 5
+    tensors["delta_bias"] = tensors["delta_bias"].abs()
+    check_against_reference(tensors, chunk_size=8)
+
+
+def test_without_optional_inputs_and_without_initial_state():
+    tensors = inputs(length=29)
+    for name in ("D", "z", "delta_bias", "initial_state"):
+        tensors[name] = None
+    check_against_reference(tensors, chunk_size=8)
+
+
+def test_grouped_B_and_C():
+    check_against_reference(inputs(channels=8, length=33, groups=4), delta_softplus=True, chunk_size=8)
+
+
+def test_padding_mask_matches_reference_and_keeps_state_of_last_real_token():
+    tensors = inputs(length=20)
+    mask = torch.ones(2, 20, dtype=torch.bool)
+    mask[1, 13:] = False  # right padding
+    mask[0, :4] = False  # left padding
+    check_against_reference(tensors, mask=mask, delta_softplus=True, chunk_size=8)
+
+    # The padded row ends in the state it had after its last real token.
+    full = {k: v.float() for k, v in tensors.items()}
+    _, h_masked = selective_scan(**full, mask=mask, delta_softplus=True, return_last_state=True)
+    trimmed = {k: (v[1:2, ..., :13] if v.dim() == 3 and v.shape[-1] == 20 else v) for k, v in full.items()}
+    trimmed["initial_state"] = full["initial_state"][1:2]
+    _, h_trimmed = selective_scan(**trimmed, delta_softplus=True, return_last_state=True)
+    torch.testing.assert_close(h_masked[1:2], h_trimmed, rtol=1e-6, atol=1e-6)
+
+
+def test_chunks_compose_through_the_initial_state():
+    # Scanning a sequence in two calls, the second starting from the first's final state, equals one call.
+    tensors = {k: v.float() for k, v in inputs(length=30).items()}
+    y, h = selective_scan(**tensors, delta_softplus=True, return_last_state=True)
+    first = {k: (v[..., :11] if v.dim() >= 3 and v.shape[-1] == 30 else v) for k, v in tensors.items()}
+    second = {k: (v[..., 11:] if v.dim() >= 3 and v.shape[-1] == 30 else v) for k, v in tensors.items()}
+    y1, h1 = selective_scan(**first, delta_softplus=True, return_last_state=True)
+    y2, h2 = selective_scan(**{**second, "initial_state": h1}, delta_softplus=True, return_last_state=True)
+    torch.testing.assert_close(torch.cat([y1, y2], dim=-1), y, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(h2, h, rtol=1e-5, atol=1e-5)
+
+
+def test_sequential_reference_agrees_with_transformers_path():
+    # The test reference is itself checked against transformers' own PyTorch scan.
+    tensors = inputs(length=23)
+    kwargs = {k: tensors[k] for k in NAMES[:8]}
+    torch_path = modeling_mamba.mamba_selective_scan.__wrapped__
+    while hasattr(torch_path, "__wrapped__"):
+        torch_path = torch_path.__wrapped__
+    y_hf, h_hf = torch_path(*kwargs.values(), delta_softplus=True, return_last_state=True)
+    y, h = selective_scan_sequential(**kwargs, delta_softplus=True, return_last_state=True)
+    # transformers casts B and u to fp32, hence the fp32-level tolerance.
+    assert relative_error(y_hf, y) < 1e-6 and relative_error(h_hf, h) < 1e-6
+
+
+def test_half_precision_inputs_compute_in_fp32():
+    tensors = {k: v.float() for k, v in inputs(length=40).items()}
+    y32 = selective_scan(**tensors, delta_softplus=True)
+    y16 = selective_scan(**{k: v.bfloat16() for k, v in tensors.items()}, delta_softplus=True)
+    assert y16.dtype == torch.bfloat16
+    assert relative_error(y16.float(), y32.double()) < 3e-2
+
+
+def test_empty_sequence():
+    tensors = {k: v.float() for k, v in inputs(length=0).items()}
+    y, h = selective_scan(**tensors, return_last_state=True)
+    assert y.shape == (2, 6, 0)
+    torch.testing.assert_close(h, tensors["initial_state"])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: t.update(delta=t["delta"][..., :-1]), "`delta` must have the shape of `u`"),
+        (lambda t: t.update(A=t["A"][:-1]), "`A` must be (channels=6"),
+        (lambda t: t.update(B=t["B"][..., :-1]), "`B` must be (batch=2, state=4, length=37)"),
+        (lambda t: t.update(C=t["C"][:, None].expand(2, 4, 4, 37)), "do not divide the 6 channels"),
+        (lambda t: t.update(D=t["D"][:3]), "`D` must be (channels=6,)"),
+        (lambda t: t.update(initial_state=t["initial_state"][:1]), "`initial_state` must be (batch=2"),
+        (lambda t: t.update(A=t["A"].to(torch.complex128)), "complex"),
+    ],
+)
+def test_bad_shapes_name_the_argument(change, message):
+    tensors = inputs()
+    change(tensors)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        selective_scan(**tensors)
+
+
+def test_scan_implementation_switch():
+    assert get_scan_implementation() == "auto"
+    with scan_implementation("reference"):
+        assert get_scan_implementation() == "reference"
+    assert get_scan_implementation() == "auto"
+    with pytest.raises(ValueError, match="Unknown scan implementation 'cuda'"):
+        set_scan_implementation("cuda")
+
+
+def tiny_mamba(seed=0):
+    torch.manual_seed(seed)
+    config = MambaConfig(vocab_size=97, hidden_size=32, state_size=8, num_hidden_layers=2, expand=2)
+    return MambaForCausalLM(config)
+
+
+def test_mixer_runs_the_fast_scan_on_cpu(monkeypatch):
+    import vlmamba.mamba_kernels as kernels
+
+    calls = []
+    original = kernels.selective_scan
+    monkeypatch.setattr(kernels, "selective_scan", lambda *a, **k: calls.append(1) or original(*a, **k))
+    model = tiny_mamba()
+    ids = torch.randint(0, 97, (2, 9))
+    model(ids, labels=ids).loss.backward()
+    assert len(calls) == 2  # one per layer
+    with scan_implementation("reference"):
+        model(ids)
+    assert len(calls) == 2
+
+
+def test_language_model_logits_and_gradients_match_reference_path():
+    model = tiny_mamba().train()
+    ids = torch.randint(0, 97, (2, 70), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, :9] = 0  # left padding
+
+    def run():
+        model.zero_grad()
+        out = model(ids, attention_mask=mask, labels=ids)
+        out.loss.backward()
+        return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    with scan_implementation("fast"):
+        logits, grads = run()
+    with scan_implementation("reference"):
+        logits_ref, grads_ref = run()
+    assert relative_error(logits, logits_ref.double()) < 1e-5
+    assert grads.keys() == grads_ref.keys() and len(grads) > 5
+    for name in grads:
+        assert relative_error(grads[name], grads_ref[name].double()) < 1e-4, name
+
+
+def test_mamba_vl_cached_generation_same_tokens_and_logits_as_reference_path():
+    processor = make_processor()
+    model = make_model("mamba", processor).eval()
+    inputs = processor(text=["a red circle left of", "two blue squares and a much longer prompt here"],
+                       return_tensors="pt", padding=True, padding_side="left")
+    kwargs = dict(max_new_tokens=12, min_new_tokens=12, do_sample=False, output_logits=True,
+                  return_dict_in_generate=True)
+    with scan_implementation("reference"):
+        expected = model.generate(**inputs, **kwargs)
+    with scan_implementation("fast"):
+        out = model.generate(**inputs, **kwargs)
+    assert out.sequences.tolist() == expected.sequences.tolist()
+    for step in range(12):
+        torch.testing.assert_close(out.logits[step], expected.logits[step], rtol=1e-5, atol=1e-5)
