@@ -64,8 +64,20 @@ def check_against_reference(tensors, tolerance=1e-5, **kwargs):
 
 @pytest.mark.parametrize("length", [1, 2, 7, 37, 100])
 @pytest.mark.parametrize("chunk_size", [None, 1, 3, 16])
-def test_matches_sequential_reference_for_any_length_and_chunk(length, chunk_size):
-    check_against_reference(inputs(length=length, seed=length), delta_softplus=True, chunk_size=chunk_size)
+@pytest.mark.parametrize("recompute", [False, True])
+def test_matches_sequential_reference_for_any_length_and_chunk(length, chunk_size, recompute):
+    check_against_reference(inputs(length=length, seed=length), delta_softplus=True, chunk_size=chunk_size,
+                            recompute=recompute)
+
+
+def test_backward_twice_with_retained_graph_gives_the_same_gradients():
+    tensors = {k: v.float().requires_grad_() for k, v in inputs(length=40).items()}
+    y, h = selective_scan(**tensors, delta_softplus=True, return_last_state=True, chunk_size=8)
+    loss = y.square().sum() + h.sum()
+    first = torch.autograd.grad(loss, list(tensors.values()), retain_graph=True)
+    second = torch.autograd.grad(loss, list(tensors.values()))
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("decay_scale", [30.0, 1e3])
@@ -75,6 +87,7 @@ def test_strong_decays_stay_exact(decay_scale):
     tensors["delta"] = tensors["delta"].abs() * 5
     tensors["delta_bias"] = tensors["delta_bias"].abs()
     check_against_reference(tensors, chunk_size=8)
+    check_against_reference(tensors, chunk_size=8, recompute=True)
 
 
 def test_without_optional_inputs_and_without_initial_state():

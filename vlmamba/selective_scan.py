@@ -46,42 +46,62 @@ class _ChunkedScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, delta, dtu, A, B, C, h0, chunk):
+    def forward(ctx, delta, dtu, A, B, C, h0, chunk, recompute):
         length = delta.shape[0]
+        keep = any(ctx.needs_input_grad) and not recompute
         y = delta.new_empty(delta.shape)
+        shape = (*delta.shape, A.shape[-1])
+        all_decays = delta.new_empty(shape) if keep else None
+        all_states = delta.new_empty(shape) if keep else None
         starts = []
         h = h0
         for begin in range(0, length, chunk):
             end = min(begin + chunk, length)
             starts.append(h)
-            states = _chunk_states(delta[begin:end], dtu[begin:end], A, B[begin:end], h)
+            decay = all_decays[begin:end] if keep else None
+            states = all_states[begin:end] if keep else None
+            states = _chunk_states(delta[begin:end], dtu[begin:end], A, B[begin:end], h, decay=decay, out=states)
             _contract(states, C[begin:end], out=y[begin:end])
-            h = states[-1].clone()
-        ctx.save_for_backward(delta, dtu, A, B, C, torch.stack(starts))
-        ctx.chunk = chunk
-        return y, h
+            h = states[-1] if keep else states[-1].clone()
+        if keep:
+            ctx.save_for_backward(delta, dtu, A, B, C, h0, all_decays, all_states)
+        else:
+            ctx.save_for_backward(delta, dtu, A, B, C, torch.stack(starts))
+        ctx.keep, ctx.chunk = keep, chunk
+        return y, h.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y, grad_last):
-        delta, dtu, A, B, C, starts = ctx.saved_tensors
+        if ctx.keep:
+            delta, dtu, A, B, C, h0, all_decays, all_states = ctx.saved_tensors
+        else:
+            delta, dtu, A, B, C, starts = ctx.saved_tensors
+            h0 = starts[0]
         chunk = ctx.chunk
         length = delta.shape[0]
-        grad_delta = torch.zeros_like(delta)
+        grad_delta = torch.empty_like(delta)
         grad_dtu = torch.empty_like(dtu)
         grad_A = torch.zeros_like(A)
         grad_B = torch.empty_like(B)
         grad_C = torch.empty_like(C)
         grad_y = torch.zeros_like(delta) if grad_y is None else grad_y.contiguous()
         # The gradient reaching the last state of a chunk from everything after it.
-        carry = grad_last.clone() if grad_last is not None else torch.zeros_like(starts[0])
+        carry = grad_last.clone() if grad_last is not None else torch.zeros_like(h0)
+        scratch = None
 
-        first_chunk = (len(starts) - 1) * chunk
-        for index, begin in zip(range(len(starts) - 1, -1, -1), range(first_chunk, -1, -chunk)):
+        for index, begin in reversed(list(enumerate(range(0, length, chunk)))):
             end = min(begin + chunk, length)
             d, x, b, c, gy = delta[begin:end], dtu[begin:end], B[begin:end], C[begin:end], grad_y[begin:end]
-            decay = torch.exp(d.unsqueeze(-1) * A)
-            states = _chunk_states(d, x, A, b, starts[index], decay=decay)
+            if ctx.keep:
+                decay, states = all_decays[begin:end], all_states[begin:end]
+                previous = all_states[begin - 1] if begin else h0
+            else:
+                previous = starts[index]
+                decay = torch.exp(d.unsqueeze(-1) * A)
+                states = _chunk_states(d, x, A, b, previous, decay=decay, computed=True)
+            if scratch is None or scratch.shape != decay.shape:
+                scratch = torch.empty_like(decay)
 
             # dL/dC_t = sum_e gy_t[e] * h_t[e, :]
             torch.matmul(gy.unsqueeze(-2), states, out=grad_C[begin:end].unsqueeze(-2))
@@ -89,41 +109,52 @@ class _ChunkedScan(torch.autograd.Function):
             # Adjoint recurrence, in place: g_t = gy_t * C_t + decay_{t+1} * g_{t+1}.
             grads = gy.unsqueeze(-1) * c.unsqueeze(-2)
             grads[-1] += carry
+            steps, decays = grads.unbind(0), decay.unbind(0)  # views, cheaper than indexing every step
             for t in range(end - begin - 2, -1, -1):
-                grads[t].addcmul_(decay[t + 1], grads[t + 1])
+                steps[t].addcmul_(decays[t + 1], steps[t + 1])
             carry = decay[0] * grads[0]
 
             # Inputs of the step: u_t = dtu_t * B_t.
-            torch.matmul(grads, b.unsqueeze(-1), out=grad_dtu[begin:end].unsqueeze(-1))
+            torch.matmul(b.unsqueeze(-2), grads.transpose(-1, -2), out=grad_dtu[begin:end].unsqueeze(-2))
             torch.matmul(x.unsqueeze(-2), grads, out=grad_B[begin:end].unsqueeze(-2))
 
             # Decays: dL/d(delta_t * A) = g_t * h_{t-1} * decay_t.
             grads[1:] *= states[:-1]
-            grads[0] *= starts[index]
+            grads[0] *= previous
             grads *= decay
-            torch.mul(grads, A, out=decay)
-            torch.sum(decay, dim=-1, out=grad_delta[begin:end])
-            torch.mul(grads, d.unsqueeze(-1), out=decay)
-            grad_A += decay.sum(dim=(0, 1))
+            torch.mul(grads, A, out=scratch)
+            torch.sum(scratch, dim=-1, out=grad_delta[begin:end])
+            torch.mul(grads, d.unsqueeze(-1), out=scratch)
+            grad_A += scratch.sum(dim=(0, 1))
 
         grad_h0 = carry if ctx.needs_input_grad[5] else None
-        return grad_delta, grad_dtu, grad_A, grad_B, grad_C, grad_h0, None
+        return grad_delta, grad_dtu, grad_A, grad_B, grad_C, grad_h0, None, None
 
 
-def _chunk_states(delta, dtu, A, B, h0, decay=None):
-    """States h_t of one chunk, (T, b, g, e, n), starting from `h0`; the inputs are overwritten into the states."""
+def _chunk_states(delta, dtu, A, B, h0, decay=None, out=None, computed=False):
+    """States h_t of one chunk, (T, b, g, e, n), starting from `h0`.
+
+    `decay` is filled with exp(delta * A) unless `computed`; `out` receives the states when given.
+    """
     if decay is None:
         decay = torch.exp(delta.unsqueeze(-1) * A)
-    states = dtu.unsqueeze(-1) * B.unsqueeze(-2)
-    states[0].addcmul_(decay[0], h0)
-    for t in range(1, states.shape[0]):
-        states[t].addcmul_(decay[t], states[t - 1])
+    elif not computed:
+        torch.mul(delta.unsqueeze(-1), A, out=decay)
+        decay.exp_()
+    if out is None:
+        states = dtu.unsqueeze(-1) * B.unsqueeze(-2)
+    else:
+        states = torch.mul(dtu.unsqueeze(-1), B.unsqueeze(-2), out=out)
+    steps, decays = states.unbind(0), decay.unbind(0)
+    steps[0].addcmul_(decays[0], h0)
+    for t in range(1, len(steps)):
+        steps[t].addcmul_(decays[t], steps[t - 1])
     return states
 
 
 def _contract(states, C, out):
-    """y_t[e] = sum_n states_t[e, n] * C_t[n]."""
-    torch.matmul(states, C.unsqueeze(-1), out=out.unsqueeze(-1))
+    """y_t[e] = sum_n states_t[e, n] * C_t[n], as a row-vector product (much faster than a matrix-vector one)."""
+    torch.matmul(C.unsqueeze(-2), states.transpose(-1, -2), out=out.unsqueeze(-2))
 
 
 def _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state, mask):
@@ -177,6 +208,7 @@ def selective_scan(
     initial_state: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
     chunk_size: int | None = None,
+    recompute: bool = False,
     **unused,
 ):
     """Selective scan with the interface of mamba-ssm's `selective_scan_fn`, in plain PyTorch.
@@ -194,6 +226,10 @@ def selective_scan(
         mask: `(batch, length)`; a step where the mask is 0 leaves the state unchanged (its `delta` is zeroed after
             the softplus), so right-padded batches end with the state of their last real token.
         chunk_size: time steps per chunk; chosen from the tensor sizes when omitted. It changes speed, not results.
+        recompute: for training, keep only the state entering each chunk and recompute the chunk in the backward
+            (about a third slower; memory no longer grows with batch * channels * state * length). By default the
+            decays and states are kept, 2 * batch * channels * state * length values per call; gradient
+            checkpointing of the layers (`model.gradient_checkpointing_enable()`) bounds that to one layer.
 
     The recurrence runs in fp32 (float64 for float64 inputs) whatever the input dtype; the output has `u`'s dtype.
     Extra keyword arguments of other scan implementations (`use_mambapy`, ...) are accepted and ignored.
@@ -238,6 +274,7 @@ def selective_scan(
             C.to(compute_dtype).permute(3, 0, 1, 2).contiguous(),
             h0,
             chunk,
+            recompute,
         )
         scan = y.reshape(length, batch, channels).permute(1, 2, 0)
 
