@@ -208,7 +208,7 @@ def selective_scan(
     initial_state: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
     chunk_size: int | None = None,
-    recompute: bool = False,
+    recompute: bool = True,
     **unused,
 ):
     """Selective scan with the interface of mamba-ssm's `selective_scan_fn`, in plain PyTorch.
@@ -227,9 +227,9 @@ def selective_scan(
             the softplus), so right-padded batches end with the state of their last real token.
         chunk_size: time steps per chunk; chosen from the tensor sizes when omitted. It changes speed, not results.
         recompute: for training, keep only the state entering each chunk and recompute the chunk in the backward
-            (about a third slower; memory no longer grows with batch * channels * state * length). By default the
-            decays and states are kept, 2 * batch * channels * state * length values per call; gradient
-            checkpointing of the layers (`model.gradient_checkpointing_enable()`) bounds that to one layer.
+            (the default: the chunk's tensors are then still in cache, which on CPU is as fast as reading them back,
+            and memory does not grow with batch * channels * state * length). `False` keeps the forward's decays and
+            states instead, 2 * batch * channels * state * length values per call.
 
     The recurrence runs in fp32 (float64 for float64 inputs) whatever the input dtype; the output has `u`'s dtype.
     Extra keyword arguments of other scan implementations (`use_mambapy`, ...) are accepted and ignored.
