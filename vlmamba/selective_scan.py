@@ -28,6 +28,7 @@ import torch.nn.functional as F
 # working tensors in a server CPU's cache while amortising per-op overhead over large ops.
 _CHUNK_ELEMENTS = 2**20
 _MIN_CHUNK, _MAX_CHUNK = 8, 256
+_LOG2E = 1.4426950408889634
 
 
 def _chunk_size(length: int, state_elements: int) -> int:
@@ -38,48 +39,60 @@ def _chunk_size(length: int, state_elements: int) -> int:
 
 
 class _ChunkedScan(torch.autograd.Function):
-    """Core recurrence on time-major tensors.
+    """Core recurrence, time on axis 1 (the layout of transformers' mixer), the state axis before the channel axis
+    so that every large elementwise op runs along contiguous channels.
 
     Shapes (g = groups of channels sharing B and C, e = channels per group):
-        delta, dtu: (L, b, g, e)   A: (g, e, n)   B, C: (L, b, g, n)   h0: (b, g, e, n)
-    Returns y: (L, b, g, e) and the final state (b, g, e, n).
+        delta, dtu: (b, L, g, e)   A: (g, n, e)   B, C: (b, L, g, n)   h0: (b, g, n, e)
+    Returns y: (b, L, g, e) and the final state (b, g, n, e).
     """
 
     @staticmethod
     def forward(ctx, delta, dtu, A, B, C, h0, chunk, recompute):
-        length = delta.shape[0]
+        batch, length = delta.shape[:2]
         keep = any(ctx.needs_input_grad) and not recompute
+        bounds = [(begin, min(begin + chunk, length)) for begin in range(0, length, chunk)]
         y = delta.new_empty(delta.shape)
-        shape = (*delta.shape, A.shape[-1])
-        all_decays = delta.new_empty(shape) if keep else None
-        all_states = delta.new_empty(shape) if keep else None
-        starts = []
-        h = h0
-        for begin in range(0, length, chunk):
-            end = min(begin + chunk, length)
-            starts.append(h)
-            decay = all_decays[begin:end] if keep else None
-            states = all_states[begin:end] if keep else None
-            states = _chunk_states(delta[begin:end], dtu[begin:end], A, B[begin:end], h, decay=decay, out=states)
-            _contract(states, C[begin:end], out=y[begin:end])
-            h = states[-1] if keep else states[-1].clone()
+        shape = (batch, length, *h0.shape[1:])
+        # exp2 is about twice as fast as exp on CPU; the decay is still one exponential of a non-positive number.
+        A2 = A * _LOG2E
         if keep:
-            ctx.save_for_backward(delta, dtu, A, B, C, h0, all_decays, all_states)
+            all_decays, all_states = delta.new_empty(shape), delta.new_empty(shape)
         else:
-            ctx.save_for_backward(delta, dtu, A, B, C, torch.stack(starts))
-        ctx.keep, ctx.chunk = keep, chunk
-        return y, h.clone()
+            work = _Workspace((batch, min(chunk, length), *h0.shape[1:]), delta, ("decay", "states"))
+        starts = delta.new_empty((len(bounds), *h0.shape))
+        h = h0
+        for index, (begin, end) in enumerate(bounds):
+            starts[index] = h
+            if keep:
+                decay, states = all_decays[:, begin:end], all_states[:, begin:end]
+                decays, steps = decay.unbind(1), states.unbind(1)
+            else:
+                decay, states = work.decay[:, : end - begin], work.states[:, : end - begin]
+                decays, steps = work.views["decay"], work.views["states"]
+            # The entry state is read from `starts`: `h` may be a row of the buffer this chunk overwrites.
+            _chunk_states(
+                delta[:, begin:end], dtu[:, begin:end], A2, B[:, begin:end], starts[index], decay, states, decays, steps
+            )
+            _contract(states, C[:, begin:end], out=y[:, begin:end])
+            h = steps[end - begin - 1]
+        last = h.clone()
+        if keep:
+            ctx.save_for_backward(delta, dtu, A, B, C, starts, all_decays, all_states)
+        else:
+            ctx.save_for_backward(delta, dtu, A, B, C, starts)
+        ctx.keep, ctx.bounds = keep, bounds
+        return y, last
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y, grad_last):
         if ctx.keep:
-            delta, dtu, A, B, C, h0, all_decays, all_states = ctx.saved_tensors
+            delta, dtu, A, B, C, starts, all_decays, all_states = ctx.saved_tensors
         else:
             delta, dtu, A, B, C, starts = ctx.saved_tensors
-            h0 = starts[0]
-        chunk = ctx.chunk
-        length = delta.shape[0]
+        bounds = ctx.bounds
+        A2 = A * _LOG2E
         grad_delta = torch.empty_like(delta)
         grad_dtu = torch.empty_like(dtu)
         grad_A = torch.zeros_like(A)
@@ -87,74 +100,80 @@ class _ChunkedScan(torch.autograd.Function):
         grad_C = torch.empty_like(C)
         grad_y = torch.zeros_like(delta) if grad_y is None else grad_y.contiguous()
         # The gradient reaching the last state of a chunk from everything after it.
-        carry = grad_last.clone() if grad_last is not None else torch.zeros_like(h0)
-        scratch = None
+        carry = grad_last.clone() if grad_last is not None else torch.zeros_like(starts[0])
+        names = ("grads", "scratch") if ctx.keep else ("decay", "states", "grads", "scratch")
+        work = _Workspace((starts.shape[1], bounds[0][1] - bounds[0][0], *starts.shape[2:]), delta, names)
 
-        for index, begin in reversed(list(enumerate(range(0, length, chunk)))):
-            end = min(begin + chunk, length)
-            d, x, b, c, gy = delta[begin:end], dtu[begin:end], B[begin:end], C[begin:end], grad_y[begin:end]
+        for index in reversed(range(len(bounds))):
+            begin, end = bounds[index]
+            size = end - begin
+            d, x, b, c = delta[:, begin:end], dtu[:, begin:end], B[:, begin:end], C[:, begin:end]
+            gy = grad_y[:, begin:end]
+            previous = starts[index]
             if ctx.keep:
-                decay, states = all_decays[begin:end], all_states[begin:end]
-                previous = all_states[begin - 1] if begin else h0
+                decay, states = all_decays[:, begin:end], all_states[:, begin:end]
+                decays = decay.unbind(1)
             else:
-                previous = starts[index]
-                decay = torch.exp(d.unsqueeze(-1) * A)
-                states = _chunk_states(d, x, A, b, previous, decay=decay, computed=True)
-            if scratch is None or scratch.shape != decay.shape:
-                scratch = torch.empty_like(decay)
+                decay, states = work.decay[:, :size], work.states[:, :size]
+                decays = work.views["decay"]
+                _chunk_states(d, x, A2, b, previous, decay, states, decays, work.views["states"])
+            grads, scratch = work.grads[:, :size], work.scratch[:, :size]
 
-            # dL/dC_t = sum_e gy_t[e] * h_t[e, :]
-            torch.matmul(gy.unsqueeze(-2), states, out=grad_C[begin:end].unsqueeze(-2))
+            # dL/dC_t[n] = sum_e gy_t[e] * h_t[n, e]
+            torch.matmul(gy.unsqueeze(-2), states.transpose(-1, -2), out=grad_C[:, begin:end].unsqueeze(-2))
 
-            # Adjoint recurrence, in place: g_t = gy_t * C_t + decay_{t+1} * g_{t+1}.
-            grads = gy.unsqueeze(-1) * c.unsqueeze(-2)
-            grads[-1] += carry
-            steps, decays = grads.unbind(0), decay.unbind(0)  # views, cheaper than indexing every step
-            for t in range(end - begin - 2, -1, -1):
+            # Adjoint recurrence, in place: g_t = C_t * gy_t + decay_{t+1} * g_{t+1}.
+            torch.mul(c.unsqueeze(-1), gy.unsqueeze(-2), out=grads)
+            steps = work.views["grads"]
+            steps[size - 1].add_(carry)
+            for t in range(size - 2, -1, -1):
                 steps[t].addcmul_(decays[t + 1], steps[t + 1])
-            carry = decay[0] * grads[0]
+            torch.mul(decays[0], steps[0], out=carry)
 
             # Inputs of the step: u_t = dtu_t * B_t.
-            torch.matmul(b.unsqueeze(-2), grads.transpose(-1, -2), out=grad_dtu[begin:end].unsqueeze(-2))
-            torch.matmul(x.unsqueeze(-2), grads, out=grad_B[begin:end].unsqueeze(-2))
+            torch.matmul(b.unsqueeze(-2), grads, out=grad_dtu[:, begin:end].unsqueeze(-2))
+            torch.matmul(x.unsqueeze(-2), grads.transpose(-1, -2), out=grad_B[:, begin:end].unsqueeze(-2))
 
             # Decays: dL/d(delta_t * A) = g_t * h_{t-1} * decay_t.
-            grads[1:] *= states[:-1]
-            grads[0] *= previous
+            grads[:, 1:] *= states[:, :-1]
+            grads[:, 0] *= previous
             grads *= decay
             torch.mul(grads, A, out=scratch)
-            torch.sum(scratch, dim=-1, out=grad_delta[begin:end])
-            torch.mul(grads, d.unsqueeze(-1), out=scratch)
+            torch.sum(scratch, dim=-2, out=grad_delta[:, begin:end])
+            torch.mul(grads, d.unsqueeze(-2), out=scratch)
             grad_A += scratch.sum(dim=(0, 1))
 
         grad_h0 = carry if ctx.needs_input_grad[5] else None
         return grad_delta, grad_dtu, grad_A, grad_B, grad_C, grad_h0, None, None
 
 
-def _chunk_states(delta, dtu, A, B, h0, decay=None, out=None, computed=False):
-    """States h_t of one chunk, (T, b, g, e, n), starting from `h0`.
+class _Workspace:
+    """Chunk-sized buffers reused by every chunk, with their per-step views made once."""
 
-    `decay` is filled with exp(delta * A) unless `computed`; `out` receives the states when given.
+    def __init__(self, shape, like, names):
+        self.views = {}
+        for name in names:
+            buffer = like.new_empty(shape)
+            setattr(self, name, buffer)
+            self.views[name] = buffer.unbind(1)
+
+
+def _chunk_states(delta, dtu, A2, B, h0, decay, states, decays, steps):
+    """Fills `decay` with exp(delta * A) (`A2` is A * log2(e)) and `states` with the chunk's states, from `h0`.
+
+    `decays` and `steps` are the per-step views of `decay` and `states` (or of buffers they are the start of).
     """
-    if decay is None:
-        decay = torch.exp(delta.unsqueeze(-1) * A)
-    elif not computed:
-        torch.mul(delta.unsqueeze(-1), A, out=decay)
-        decay.exp_()
-    if out is None:
-        states = dtu.unsqueeze(-1) * B.unsqueeze(-2)
-    else:
-        states = torch.mul(dtu.unsqueeze(-1), B.unsqueeze(-2), out=out)
-    steps, decays = states.unbind(0), decay.unbind(0)
+    torch.mul(delta.unsqueeze(-2), A2, out=decay)
+    torch.exp2(decay, out=decay)
+    torch.mul(B.unsqueeze(-1), dtu.unsqueeze(-2), out=states)
     steps[0].addcmul_(decays[0], h0)
-    for t in range(1, len(steps)):
+    for t in range(1, states.shape[1]):
         steps[t].addcmul_(decays[t], steps[t - 1])
-    return states
 
 
 def _contract(states, C, out):
-    """y_t[e] = sum_n states_t[e, n] * C_t[n], as a row-vector product (much faster than a matrix-vector one)."""
-    torch.matmul(C.unsqueeze(-2), states.transpose(-1, -2), out=out.unsqueeze(-2))
+    """y_t[e] = sum_n C_t[n] * states_t[n, e], as a row-vector product (much faster than a matrix-vector one)."""
+    torch.matmul(C.unsqueeze(-2), states, out=out.unsqueeze(-2))
 
 
 def _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state, mask):
@@ -243,49 +262,56 @@ def selective_scan(
     groups = B.shape[1]
     per_group = channels // groups
 
-    delta = delta.to(compute_dtype)
+    # Everything runs in (b, L, channels) memory, where transformers' mixer already keeps `u`, `z` and the output
+    # (it hands them over as transposed views); only `delta` is transposed.
+    delta = _batch_major(delta.to(compute_dtype))
     if delta_bias is not None:
-        delta = delta + delta_bias.to(compute_dtype)[:, None]
+        delta = delta + delta_bias.to(compute_dtype)
     if delta_softplus:
         delta = F.softplus(delta)
     if mask is not None:
-        delta = delta * mask.to(compute_dtype)[:, None, :]
-    u_compute = u.to(compute_dtype)
+        delta = delta * mask.to(compute_dtype)[:, :, None]
+    u_compute = u.to(compute_dtype).transpose(1, 2)
 
     if initial_state is None:
-        h0 = torch.zeros(batch, groups, per_group, state, dtype=compute_dtype, device=u.device)
+        h0 = torch.zeros(batch, groups, state, per_group, dtype=compute_dtype, device=u.device)
     else:
-        h0 = initial_state.to(compute_dtype).reshape(batch, groups, per_group, state)
+        h0 = initial_state.to(compute_dtype).reshape(batch, groups, per_group, state).transpose(-1, -2).contiguous()
 
     if length == 0:
-        scan = u_compute.new_zeros(u.shape)
+        scan = u_compute.new_zeros(u_compute.shape)
         last = h0
     else:
-
-        def time_major(value):  # (b, d, L) -> (L, b, g, e)
-            return value.permute(2, 0, 1).reshape(length, batch, groups, per_group)
-
         chunk = chunk_size or _chunk_size(length, batch * channels * state)
         y, last = _ChunkedScan.apply(
-            time_major(delta).contiguous(),
-            time_major(delta * u_compute).contiguous(),
-            A.to(compute_dtype).reshape(groups, per_group, state),
-            B.to(compute_dtype).permute(3, 0, 1, 2).contiguous(),
-            C.to(compute_dtype).permute(3, 0, 1, 2).contiguous(),
+            delta.view(batch, length, groups, per_group),
+            (delta * u_compute).contiguous().view(batch, length, groups, per_group),
+            A.to(compute_dtype).reshape(groups, per_group, state).transpose(-1, -2).contiguous(),
+            B.to(compute_dtype).permute(0, 3, 1, 2).contiguous(),
+            C.to(compute_dtype).permute(0, 3, 1, 2).contiguous(),
             h0,
             chunk,
             recompute,
         )
-        scan = y.reshape(length, batch, channels).permute(1, 2, 0)
+        scan = y.view(batch, length, channels)
 
     if D is not None:
-        scan = scan + u_compute * D.to(compute_dtype)[:, None]
+        scan = scan + u_compute * D.to(compute_dtype)
     if z is not None:
-        scan = scan * F.silu(z.to(compute_dtype))
-    out = scan.to(u.dtype)
+        scan = scan * F.silu(z.to(compute_dtype).transpose(1, 2))
+    out = scan.to(u.dtype).transpose(1, 2)
     if return_last_state:
-        return out, last.reshape(batch, channels, state)
+        return out, last.transpose(-1, -2).reshape(batch, channels, state)
     return out
+
+
+def _batch_major(value: torch.Tensor) -> torch.Tensor:
+    """(b, d, L) -> contiguous (b, L, d). Sample by sample when `value` is (b, d, L) in memory: a 2-D transpose takes
+    PyTorch's blocked copy, several times faster than a strided 3-D copy."""
+    transposed = value.transpose(1, 2)
+    if transposed.is_contiguous() or not value.is_contiguous():
+        return transposed.contiguous()
+    return torch.stack([sample.t().contiguous() for sample in value.unbind(0)])
 
 
 def selective_scan_sequential(
