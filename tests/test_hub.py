@@ -64,7 +64,7 @@ def test_save_pretrained_writes_code_and_auto_map(saved):
     processor_config = json.loads((directory / "processor_config.json").read_text())
     assert processor_config["auto_map"]["AutoProcessor"] == "processing_vlmamba.VLMambaProcessor"
     for name in ("configuration_vlmamba.py", "modeling_vlmamba.py", "processing_vlmamba.py",
-                 "image_processing_vlmamba.py", "mamba_kernels.py", "selective_scan.py"):
+                 "image_processing_vlmamba.py", "mamba_kernels.py", "selective_scan.py", "grounding.py", "tasks.py"):
         assert (directory / name).exists(), name
 
 

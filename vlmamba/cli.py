@@ -2,6 +2,8 @@
 """The `vlmamba` command."""
 
 import argparse
+import json
+from pathlib import Path
 
 
 def _demo(args) -> int:
@@ -17,6 +19,36 @@ def _demo(args) -> int:
     return 0 if all(row["same_tokens"] for row in rows) else 1
 
 
+def _predict(args) -> int:
+    from .predict import load_model, predict
+
+    model, processor = load_model(args.model, device=args.device)
+    try:
+        box = [float(value) for value in args.box.split(",")] if args.box else None
+    except ValueError:
+        raise SystemExit(f"--box must be x1,y1,x2,y2 in pixels, got {args.box!r}") from None
+    choices = args.choices.split("|") if args.choices else None
+    output_image = args.output or f"{Path(args.image).stem}_boxes.png"
+    result = predict(
+        model,
+        processor,
+        args.image,
+        prompt=args.prompt,
+        task=args.task,
+        choices=choices,
+        box=box,
+        max_new_tokens=args.max_new_tokens,
+        output_image=output_image,
+    )
+    print(f"text: {json.dumps(result['text'], ensure_ascii=False)}")
+    for phrase, pixels in zip(result["phrases"], result["boxes"]):
+        print(f"box {[round(value, 1) for value in pixels]} {phrase}".rstrip())
+    print(f"annotated image: {result['output_image']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="vlmamba", description="Mamba-VL and Pythia-VL tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -24,6 +56,23 @@ def main(argv=None) -> int:
     demo.add_argument("--output-dir", default="outputs/demo")
     demo.add_argument("--max-new-tokens", type=int, default=8)
     demo.set_defaults(func=_demo)
+
+    from .predict import PREDICT_TASKS
+
+    predict = commands.add_parser(
+        "predict", help="Generate for one image; print the answer and its boxes, write the image with boxes drawn."
+    )
+    predict.add_argument("--model", required=True, help="model folder or Hub id")
+    predict.add_argument("--image", required=True, help="image file")
+    predict.add_argument("--prompt", help="the question / expression / caption of --task, or a free prompt")
+    predict.add_argument("--task", choices=PREDICT_TASKS, help="write the prompt in this task's template")
+    predict.add_argument("--choices", help="multiple choice options, separated by |")
+    predict.add_argument("--box", help="dense captioning region: x1,y1,x2,y2 in pixels")
+    predict.add_argument("--max-new-tokens", type=int, help="default: the task's evaluation length, 64 without task")
+    predict.add_argument("--output", help="annotated PNG (default: <image name>_boxes.png)")
+    predict.add_argument("--json", help="also write the result as JSON to this file")
+    predict.add_argument("--device", help="e.g. cuda, mps (default: cpu)")
+    predict.set_defaults(func=_predict)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -7,7 +7,12 @@ model's input). Image sizes are `(height, width)`, as transformers' `post_proces
 """
 
 import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 
 # The reference writes normalized coordinates with two decimals.
@@ -108,6 +113,449 @@ def format_box(box, box_format: BoxFormat | None = None) -> str:
     return "[" + ",".join(f"{value:.{box_format.decimals}f}" for value in values) + "]"
 
 
+# The reference's grounded captions write each grounded chunk as `||{chunk} [box][box]||`.
+CHUNK_MARKER = "||"
+# Stripped from both ends of a phrase: a box's own punctuation (`[..].`) and list labels (`A: [..]`).
+_PHRASE_STRIP = " \t\n\r\f\v.,;:!?[]"
+_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+# `[` and comma-separated numbers, the `]` optional. A match that is not a box (not 4 numbers, unfinished) is still a
+# box fragment: it bounds phrases and is removed from captions.
+_TEXT_BOX = re.compile(rf"\[\s*({_NUMBER}(?:\s*,\s*{_NUMBER})*)(\s*(?:,\s*)?\])?")
+_MORE_NUMBERS = re.compile(rf"\s*(?:,|{_NUMBER})")
+_LOCATION_TOKEN = re.compile(re.escape(LOCATION_TOKEN_PREFIX) + r"([0-9]*)(>?)")
+_CHUNK_MARKER = re.compile(re.escape(CHUNK_MARKER))
+
+
+@dataclass(frozen=True)
+class GroundedBox:
+    """A box read out of generated text.
+
+    Args:
+        phrase: the phrase the box belongs to, `""` when none (see `parse_grounding`).
+        box_normalized: XYXY in [0, 1].
+        box: pixel XYXY of the original image, or `None` when no image size was given.
+        span: `(start, end)` character offsets of the box's text (`[..]` or its 4 location tokens) in the parsed text.
+    """
+
+    phrase: str
+    box_normalized: tuple[float, float, float, float]
+    box: tuple[float, float, float, float] | None
+    span: tuple[int, int]
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict: `phrase`, `box_normalized`, `box` (lists, `box` `None` without image size), `span`."""
+        return {
+            "phrase": self.phrase,
+            "box_normalized": list(self.box_normalized),
+            "box": None if self.box is None else list(self.box),
+            "span": list(self.span),
+        }
+
+
+@dataclass(frozen=True)
+class _Fragment:
+    """Text that looks like a box: `box` is the normalized box, or `None` when the fragment is dropped."""
+
+    start: int
+    end: int
+    box: tuple[float, float, float, float] | None
+
+
+def _check_format(box_format) -> BoxFormat:
+    if box_format is None:
+        return BoxFormat()
+    if not isinstance(box_format, BoxFormat):
+        raise ValueError(f"box_format must be a BoxFormat or None, got {type(box_format).__name__}: {box_format!r}.")
+    return box_format
+
+
+def _clipped_box(values) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (min(max(value, 0.0), 1.0) for value in values)
+    return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
+
+
+def _unclosed_box_is_complete(text: str, end: int, last_number: str, decimals: int) -> bool:
+    if end == len(text):
+        # A generation cut off here may have stopped mid-number (`0.4` of `0.45`): trust only a full-precision number.
+        return len(last_number.partition(".")[2]) >= decimals
+    # A comma or another number next means more than 4 numbers were meant.
+    return _MORE_NUMBERS.match(text, end) is None
+
+
+def _text_fragments(text: str, box_format: BoxFormat) -> list[_Fragment]:
+    fragments = []
+    for match in _TEXT_BOX.finditer(text):
+        numbers = [number.strip() for number in match.group(1).split(",")]
+        closed = match.group(2) is not None
+        box = None
+        if len(numbers) == 4 and (
+            closed or _unclosed_box_is_complete(text, match.end(), numbers[-1], box_format.decimals)
+        ):
+            box = _clipped_box(float(number) for number in numbers)
+        fragments.append(_Fragment(match.start(), match.end(), box))
+    return fragments
+
+
+def _bin_index(digits: str, num_bins: int) -> int:
+    digits = digits.lstrip("0") or "0"
+    # Compare lengths first: int() refuses very long digit strings.
+    if len(digits) > len(str(num_bins)):
+        return num_bins - 1
+    return min(int(digits), num_bins - 1)
+
+
+def _location_fragments(text: str, box_format: BoxFormat) -> list[_Fragment]:
+    bins = box_format.num_bins
+    fragments, runs = [], [[]]
+    for match in _LOCATION_TOKEN.finditer(text):
+        digits, closed = match.groups()
+        run = runs[-1]
+        if run and text[run[-1][1] : match.start()].strip():
+            runs.append([])
+        if digits and closed:
+            runs[-1].append((match.start(), match.end(), _bin_index(digits, bins)))
+        else:
+            fragments.append(_Fragment(match.start(), match.end(), None))
+            runs.append([])
+    for run in runs:
+        complete = len(run) - len(run) % 4
+        for first in range(0, complete, 4):
+            group = run[first : first + 4]
+            box = _clipped_box((index + 0.5) / bins for _, _, index in group)
+            fragments.append(_Fragment(group[0][0], group[-1][1], box))
+        if complete < len(run):
+            fragments.append(_Fragment(run[complete][0], run[-1][1], None))
+    return sorted(fragments, key=lambda fragment: fragment.start)
+
+
+def _regions(text: str) -> list[tuple[int, int, bool]]:
+    """`(start, end, in_chunk)` of the text between `||` markers; an unclosed chunk runs to the end of the text."""
+    regions, position, in_chunk = [], 0, False
+    for match in _CHUNK_MARKER.finditer(text):
+        regions.append((position, match.start(), in_chunk))
+        position, in_chunk = match.end(), not in_chunk
+    regions.append((position, len(text), in_chunk))
+    return regions
+
+
+def _without(text: str, start: int, end: int, fragments: list[_Fragment]) -> str:
+    """`text[start:end]` with `fragments` (all inside it) replaced by spaces."""
+    pieces, position = [], start
+    for fragment in fragments:
+        pieces.append(text[position : fragment.start])
+        position = fragment.end
+    pieces.append(text[position:end])
+    return " ".join(pieces)
+
+
+def _phrase(text: str) -> str:
+    return " ".join(text.split()).strip(_PHRASE_STRIP)
+
+
+def _grounded_fragments(text: str, box_format: BoxFormat) -> list[tuple[_Fragment, str]]:
+    """The boxes of `text` with their phrases, in text order."""
+    if box_format.kind == "location":
+        fragments = _location_fragments(text, box_format)
+    else:
+        fragments = _text_fragments(text, box_format)
+    found, next_fragment = [], 0
+    for start, end, in_chunk in _regions(text):
+        inside = []
+        while next_fragment < len(fragments) and fragments[next_fragment].start < end:
+            inside.append(fragments[next_fragment])
+            next_fragment += 1
+        if in_chunk:
+            phrase = _phrase(_without(text, start, end, inside))
+            found.extend((fragment, phrase) for fragment in inside if fragment.box is not None)
+            continue
+        phrase, position = "", start
+        for fragment in inside:
+            # Boxes with nothing but spaces and punctuation between them share a phrase (`two dogs [..][..]`).
+            phrase = _phrase(text[position : fragment.start]) or phrase
+            position = fragment.end
+            if fragment.box is not None:
+                found.append((fragment, phrase))
+    return found
+
+
+def parse_grounding(text: str, image_size=None, box_format: BoxFormat | None = None) -> list[GroundedBox]:
+    """Reads the boxes, and the phrase each belongs to, out of generated text.
+
+    Model output is never trusted: any string parses, and only bad arguments (`text` not a string, `image_size`,
+    `box_format`) raise.
+
+    Boxes in the text format (the default, `[0.12,0.05,0.87,1.00]`): 4 comma-separated numbers in square brackets,
+    with any spaces around the numbers and commas; numbers may be written `1`, `.5`, `1.` or with a sign. A box whose
+    closing `]` is missing counts when its fourth number is clearly finished (followed by text that is neither a comma
+    nor another number; at the very end of the text, only with the format's full `decimals` decimals, since a cut-off
+    generation may have stopped inside the number). Brackets holding fewer or more than 4 numbers are dropped: with 5
+    or more there is no telling which 4 were meant.
+
+    Boxes in the location format: 4 consecutive location tokens (`<loc_i>`, whitespace allowed between them), each
+    read as its bin centre `(i + 0.5) / num_bins`; an index past the last bin means the last bin. A run of 4k + r
+    tokens gives k boxes and drops the r trailing tokens (a cut-off box), as does a malformed token (`<loc_12`).
+
+    Values are clipped to [0, 1] and each axis ordered (x1 <= x2, y1 <= y2). Dropped boxes give no `GroundedBox` but,
+    like boxes, end the phrase before them.
+
+    Phrases:
+        - In a grounded caption, every box inside a `||...||` chunk gets the chunk's text without its boxes, e.g.
+          `||two squares [..][..]||` gives two boxes with phrase `"two squares"`. Markers pair up from the start; a
+          `||` left open runs to the end of the text (a cut-off caption).
+        - Outside chunks, a box's phrase is the text between it and the previous box (or the previous chunk, or the
+          start of the text), whitespace runs collapsed and surrounding whitespace and `.,;:!?[]` stripped:
+          `"the cat [..] and the dog [..]"` gives `"the cat"` and `"and the dog"`, `"A: [..].\\nB: [..]."` gives
+          `"A"` and `"B"`. When that text is empty (only spaces or punctuation), the box keeps the phrase of the box
+          (kept or dropped) before it (`"two dogs [..], [..]"`), or gets `""` if it is the first of its stretch
+          (`"[..]."`). Phrases are the literal text: no words (`"and"`) are removed.
+
+    Args:
+        text: generated text (special tokens such as `<loc_i>` kept for the location format).
+        image_size: `(height, width)` of the original image, to also get pixel boxes.
+        box_format: how boxes are written; `BoxFormat()` (the reference text format) by default.
+
+    Returns:
+        `list[GroundedBox]` in text order, with `box` in pixels of `image_size` (`None` without it).
+    """
+    box_format = _check_format(box_format)
+    size = None if image_size is None else _as_size(image_size, "image_size")
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r}.")
+    return [
+        GroundedBox(
+            phrase=phrase,
+            box_normalized=fragment.box,
+            box=None if size is None else denormalize_box(fragment.box, size),
+            span=(fragment.start, fragment.end),
+        )
+        for fragment, phrase in _grounded_fragments(text, box_format)
+    ]
+
+
+def strip_boxes(text: str, box_format: BoxFormat | None = None) -> str:
+    """The readable caption of generated text: `text` without its boxes (kept or dropped, see `parse_grounding`) and
+    `||` markers, whitespace runs within a line collapsed, no space before punctuation, and stripped.
+
+    `"||a red circle [0.10,0.20,0.30,0.40]|| next to ||two squares [..][..]||."` -> `"a red circle next to two
+    squares."`.
+    """
+    box_format = _check_format(box_format)
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r}.")
+    if box_format.kind == "location":
+        fragments = _location_fragments(text, box_format)
+    else:
+        fragments = _text_fragments(text, box_format)
+    markers = [_Fragment(*match.span(), None) for match in _CHUNK_MARKER.finditer(text)]
+    removed = _without(text, 0, len(text), sorted(fragments + markers, key=lambda fragment: fragment.start))
+    lines = (re.sub(r" (?=[,.;:!?](?:\s|$))", "", " ".join(line.split())) for line in removed.splitlines())
+    return "\n".join(lines).strip()
+
+
+def _box_tensor(boxes, name: str) -> torch.Tensor:
+    try:
+        if isinstance(boxes, torch.Tensor):
+            tensor = boxes.detach().to("cpu", torch.float64)
+        else:
+            tensor = torch.tensor([[float(value) for value in box] for box in boxes], dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be a sequence of (x1, y1, x2, y2) boxes or an (N, 4) tensor.") from None
+    if tensor.numel() == 0:
+        tensor = tensor.reshape(0, 4)
+    if tensor.ndim != 2 or tensor.shape[1] != 4:
+        raise ValueError(f"{name} must be N boxes of 4 numbers (x1, y1, x2, y2), got shape {tuple(tensor.shape)}.")
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{name} has non-finite coordinates.")
+    return tensor
+
+
+def box_iou(boxes1, boxes2) -> torch.Tensor:
+    """IoU of matched pairs of XYXY boxes: `boxes1[i]` with `boxes2[i]`.
+
+    Args:
+        boxes1, boxes2: `N` boxes each, as sequences of `(x1, y1, x2, y2)` or tensors of shape `(N, 4)`, in the same
+            units (pixels or normalized).
+
+    Returns:
+        `torch.Tensor` of shape `(N,)`, float64, on the CPU. A pair whose union has zero area (two zero-area boxes)
+        has IoU 0; a box with x2 < x1 or y2 < y1 has zero area.
+    """
+    boxes1, boxes2 = _box_tensor(boxes1, "boxes1"), _box_tensor(boxes2, "boxes2")
+    if len(boxes1) != len(boxes2):
+        raise ValueError(f"box_iou pairs boxes one to one; got {len(boxes1)} and {len(boxes2)} boxes.")
+
+    def area(boxes):
+        return (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+
+    top_left = torch.maximum(boxes1[:, :2], boxes2[:, :2])
+    bottom_right = torch.minimum(boxes1[:, 2:], boxes2[:, 2:])
+    intersection = (bottom_right - top_left).clamp(min=0).prod(dim=1)
+    union = area(boxes1) + area(boxes2) - intersection
+    positive = union > 0
+    return torch.where(positive, intersection / torch.where(positive, union, 1.0), 0.0)
+
+
+def grounding_accuracy(predictions, targets, threshold: float = 0.5) -> float:
+    """Fraction of predictions whose IoU with their target is strictly greater than `threshold` (the reference's
+    RefCOCO accuracy is `threshold=0.5`).
+
+    Args:
+        predictions: one XYXY box or `None` (nothing parsed, counted wrong) per sample.
+        targets: one XYXY box per sample, in the same units as the predictions.
+        threshold: IoU a prediction must exceed, in [0, 1].
+
+    Returns:
+        The accuracy as a float in [0, 1].
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}.")
+    predictions, targets = list(predictions), _box_tensor(targets, "targets")
+    if len(predictions) != len(targets):
+        raise ValueError(f"Got {len(predictions)} predictions for {len(targets)} targets; pass one each.")
+    if not predictions:
+        raise ValueError("grounding_accuracy needs at least one prediction and target.")
+    parsed = [index for index, prediction in enumerate(predictions) if prediction is not None]
+    if not parsed:
+        return 0.0
+    ious = box_iou(_box_tensor([predictions[index] for index in parsed], "predictions"), targets[parsed])
+    return int((ious > threshold).sum()) / len(predictions)
+
+
+# Box colours, cycled; distinct from each other on photographs.
+DEFAULT_BOX_COLORS = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (255, 225, 25),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+)
+
+
+def _rgb(color, name: str) -> tuple[int, int, int]:
+    if isinstance(color, str):
+        try:
+            return ImageColor.getrgb(color)[:3]
+        except ValueError:
+            raise ValueError(f"{name} {color!r} is not a colour PIL knows (a name like 'red' or '#rrggbb').") from None
+    try:
+        values = tuple(int(value) for value in color)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) not in (3, 4) or not all(0 <= value <= 255 for value in values):
+        raise ValueError(f"{name} must be a colour name or an (r, g, b) tuple of 0-255 integers, got {color!r}.")
+    return values[:3]
+
+
+def _box_colors(colors, count: int) -> list[tuple[int, int, int]]:
+    if colors is None:
+        palette = list(DEFAULT_BOX_COLORS)
+    elif isinstance(colors, str) or (
+        isinstance(colors, (tuple, list)) and colors and all(isinstance(value, int) for value in colors)
+    ):
+        palette = [_rgb(colors, "colors")]
+    else:
+        palette = [_rgb(color, f"colors[{index}]") for index, color in enumerate(colors)]
+        if not palette:
+            raise ValueError("colors is empty; pass None for the default colours.")
+    return [palette[index % len(palette)] for index in range(count)]
+
+
+def _label_font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):  # Pillow < 10.1 or no FreeType: the fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def draw_boxes(image, boxes, labels=None, path=None, colors=None, width=None) -> Image.Image:
+    """Draws pixel XYXY boxes and their labels on a copy of `image`.
+
+    Args:
+        image: a `PIL.Image.Image`; it is not modified. Non-RGB images are converted to RGB.
+        boxes: pixel XYXY boxes of `image`, or `GroundedBox`es from `parse_grounding(..., image_size=...)` (their
+            `box` is drawn and their `phrase` is the default label). Boxes are clipped to the image for drawing; a box
+            entirely outside it is not drawn.
+        labels: one label per box (`None` or `""` for none), written on a filled background at the box's top-left
+            corner. Defaults to the phrases of `GroundedBox`es and to no labels for plain boxes.
+        path: where to save the drawing as PNG (parent folders are created).
+        colors: a colour (`"red"`, `"#ff0000"`, `(255, 0, 0)`) for every box, or one per box (cycled when shorter);
+            `DEFAULT_BOX_COLORS` by default.
+        width: line width in pixels; by default it grows with the image (1 px per 150 px of the shorter side).
+
+    Returns:
+        The new `PIL.Image.Image` (RGB, the size of `image`).
+    """
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"image must be a PIL.Image.Image, got {type(image).__name__}.")
+    if boxes is None:
+        raise ValueError("boxes is None; pass pixel boxes (parse with image_size=(height, width) to get them).")
+    pixel_boxes, phrases = [], []
+    for index, box in enumerate(boxes):
+        if isinstance(box, GroundedBox):
+            if box.box is None:
+                raise ValueError(
+                    f"boxes[{index}] has no pixel box: the image size was missing when it was parsed; pass "
+                    "image_size=(height, width) to parse_grounding."
+                )
+            box, phrase = box.box, box.phrase
+        else:
+            phrase = None
+        pixel_boxes.append(_as_box(box, f"boxes[{index}]"))
+        phrases.append(phrase)
+    labels = phrases if labels is None else list(labels)
+    if len(labels) != len(pixel_boxes):
+        raise ValueError(f"Got {len(labels)} labels for {len(pixel_boxes)} boxes; pass one each (None for no label).")
+    if width is None:
+        width = max(1, round(min(image.size) / 150))
+    elif isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive integer (pixels), got {width!r}.")
+    box_colors = _box_colors(colors, len(pixel_boxes))
+
+    drawing = image.copy() if image.mode == "RGB" else image.convert("RGB")
+    image_width, image_height = drawing.size
+    draw = ImageDraw.Draw(drawing)
+    rectangles = []
+    for x1, y1, x2, y2 in pixel_boxes:
+        if x1 >= image_width or y1 >= image_height or x2 <= 0 or y2 <= 0:
+            rectangles.append(None)
+            continue
+        # Pixel rectangles are inclusive: the box [x1, x2) covers pixels floor(x1) .. ceil(x2) - 1.
+        left, top = min(max(math.floor(x1), 0), image_width - 1), min(max(math.floor(y1), 0), image_height - 1)
+        right = min(max(math.ceil(x2) - 1, left), image_width - 1)
+        bottom = min(max(math.ceil(y2) - 1, top), image_height - 1)
+        rectangles.append((left, top, right, bottom))
+    for rectangle, color in zip(rectangles, box_colors):
+        if rectangle is not None:
+            draw.rectangle(rectangle, outline=color, width=width)
+    # Labels go on top of every box line so that none is crossed out.
+    font = _label_font(max(10, round(min(image.size) / 30)))
+    padding = max(1, width)
+    for rectangle, color, label in zip(rectangles, box_colors, labels):
+        if rectangle is None or label is None or str(label) == "":
+            continue
+        text = str(label)
+        text_left, text_top, text_right, text_bottom = draw.textbbox((0, 0), text, font=font)
+        label_width = text_right - text_left + 2 * padding
+        label_height = text_bottom - text_top + 2 * padding
+        left, top = rectangle[0], rectangle[1] - label_height
+        if top < 0:  # no room above the box: write inside its top edge
+            top = rectangle[1]
+        left = max(0, min(left, image_width - label_width))
+        top = max(0, min(top, image_height - label_height))
+        draw.rectangle((left, top, left + label_width - 1, top + label_height - 1), fill=color)
+        luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+        text_color = (0, 0, 0) if luminance > 140 else (255, 255, 255)
+        draw.text((left + padding - text_left, top + padding - text_top), text, fill=text_color, font=font)
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        drawing.save(path, format="PNG")
+    return drawing
+
+
 __all__ = [
     "BOX_DECIMALS",
     "BOX_FORMATS",
@@ -118,4 +566,12 @@ __all__ = [
     "normalize_box",
     "denormalize_box",
     "format_box",
+    "CHUNK_MARKER",
+    "GroundedBox",
+    "parse_grounding",
+    "strip_boxes",
+    "box_iou",
+    "grounding_accuracy",
+    "DEFAULT_BOX_COLORS",
+    "draw_boxes",
 ]

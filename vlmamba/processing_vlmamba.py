@@ -1,5 +1,8 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
-"""Processor of Mamba-VL and Pythia-VL: images to pixel values, text with image placeholders to token ids."""
+"""Processor of Mamba-VL and Pythia-VL: images to pixel values, text with image placeholders to token ids, generated
+text back to text and boxes."""
+
+import json
 
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_utils import is_valid_image
@@ -7,20 +10,83 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.tokenization_utils_base import AddedToken
 
 from .configuration_vlmamba import image_block_ids
+from .grounding import BoxFormat, location_tokens, parse_grounding
+from .tasks import TASK_INSTRUCTIONS
 
 
-# A prompt with no role markers, as the reference formats turns: image items become the placeholder, text items are
-# written as they are, and an assistant turn ends with the tokenizer's eos.
-DEFAULT_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for item in message['content'] %}"
-    "{% if item['type'] == 'image' %}{{ '<image>' }}"
-    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}"
-    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}"
-    "{% endfor %}"
-)
+def _chat_template() -> str:
+    """The default chat template. Messages have no role markers, as in the reference: text items are written as they
+    are, image items become the image placeholder, an assistant turn ends with the eos.
+
+    A content item `{"type": "task", "task": ..., <the task's query fields>}` writes the reference prompt of that task
+    (the same text as `vlmamba.tasks.build_prompt(..., for_generation=True)`) and places the message's image where the
+    task's layout puts it: before the instruction, or after it with `instruction_first`. Query fields: `question`
+    (vqa, multiple_choice, with `choices`: strings or normalized boxes, and optional `ocr` pairs), `expression`
+    (grounding), `box` (dense_captioning, normalized XYXY), `caption` (image_text_match). Template variables:
+    `instruction_first`, `normalize_text` (default true) and `location_bins` (location-token boxes), which the
+    processor fills from its own settings.
+    """
+    instructions = json.dumps(TASK_INSTRUCTIONS)
+    return (
+        "{%- set normalize_text = normalize_text if normalize_text is defined else true -%}"
+        "{%- set instruction_first = instruction_first if instruction_first is defined else false -%}"
+        "{%- set location_bins = location_bins if location_bins is defined else none -%}"
+        "{%- set instructions = " + instructions + " -%}"
+        "{%- macro sentence(text) -%}"
+        "{%- set text = text | trim -%}"
+        "{%- if normalize_text -%}{%- set text = text | capitalize -%}"
+        "{%- if not (text.endswith('.') or text.endswith('?') or text.endswith('!')) -%}{%- set text = text ~ '.' -%}"
+        "{%- endif -%}{%- endif -%}{{- text -}}"
+        "{%- endmacro -%}"
+        "{%- macro box(b) -%}"
+        "{%- if location_bins -%}{%- for v in b -%}"
+        "{{- '<loc_%d>' | format([(v * location_bins) | int, location_bins - 1] | min) -}}"
+        "{%- endfor -%}"
+        "{%- else -%}{{- '[%.2f,%.2f,%.2f,%.2f]' | format(b[0], b[1], b[2], b[3]) -}}{%- endif -%}"
+        "{%- endmacro -%}"
+        "{%- for message in messages -%}"
+        "{%- if message['content'] is string -%}{{- message['content'] -}}"
+        "{%- else -%}"
+        "{%- set has_task = message['content'] | selectattr('type', 'equalto', 'task') | list | length > 0 -%}"
+        "{%- set has_image = message['content'] | selectattr('type', 'equalto', 'image') | list | length > 0 -%}"
+        "{%- for item in message['content'] -%}"
+        "{%- if item['type'] == 'image' -%}{%- if not has_task -%}{{- '<image>' -}}{%- endif -%}"
+        "{%- elif item['type'] == 'text' -%}{{- item['text'] -}}"
+        "{%- elif item['type'] == 'task' -%}"
+        "{%- set task = item['task'] -%}"
+        "{%- if task not in instructions or task == 'chat' -%}"
+        "{{- raise_exception('Unknown task ' ~ task ~ ' in a task item of the chat messages.') -}}"
+        "{%- endif -%}"
+        "{%- set head = instructions[task] -%}"
+        "{%- set grounded = task == 'multiple_choice' and item['choices'][0] is not string -%}"
+        "{%- if task == 'multiple_choice' and item.get('ocr') -%}"
+        "{%- set head = head ~ '\nOCR text:\n' ~ (item['ocr'] | map('join', ': ') | join('\n')) -%}"
+        "{%- elif task in ('captioning', 'dense_captioning', 'grounded_captioning', 'image_text_match') or grounded -%}"
+        "{%- set head = head ~ '\n' -%}"
+        "{%- endif -%}"
+        "{%- if instruction_first -%}{{- head -}}{%- if has_image -%}{{- '<image>' -}}{%- endif -%}"
+        "{%- else -%}{%- if has_image -%}{{- '<image>' -}}{%- endif -%}{{- head -}}{%- endif -%}"
+        "{%- if task == 'vqa' -%}{{- '\nQuestion: ' ~ sentence(item['question']) ~ '\nAnswer: ' -}}"
+        "{%- elif task == 'multiple_choice' -%}{{- '\nQuestion: ' ~ sentence(item['question']) ~ '\n' -}}"
+        "{%- for choice in item['choices'] -%}"
+        "{{- 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'[loop.index0] ~ ': ' -}}"
+        "{%- if grounded -%}{{- box(choice) ~ '.' -}}"
+        "{%- elif normalize_text -%}{{- choice | trim | capitalize -}}{%- else -%}{{- choice | trim -}}{%- endif -%}"
+        "{{- '\n' -}}{%- if loop.last -%}{{- 'Answer: ' -}}{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- elif task == 'grounding' -%}{{- '\n' ~ sentence(item['expression']) ~ '\n' -}}"
+        "{%- elif task == 'dense_captioning' -%}{{- box(item['box']) ~ '.\n' -}}"
+        "{%- elif task == 'image_text_match' -%}{{- sentence(item['caption']) ~ '\n' -}}"
+        "{%- endif -%}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- endif -%}"
+        "{%- if message['role'] == 'assistant' -%}{{- eos_token -}}{%- endif -%}"
+        "{%- endfor -%}"
+    )
+
+
+DEFAULT_CHAT_TEMPLATE = _chat_template()
 
 
 class VLMambaProcessor(ProcessorMixin):
@@ -46,7 +112,13 @@ class VLMambaProcessor(ProcessorMixin):
         patch_size (`int`, *optional*, defaults to 14):
             Patch side of the vision tower; with the image processor's size it gives the patch grid.
         instruction_first (`bool`, *optional*, defaults to `False`):
-            The task-aware layout ([instruction][image][rest]) the model was trained with; read by prompt builders.
+            The task-aware layout ([instruction][image][rest]) the model was trained with; read by prompt builders
+            and the chat template.
+        location_bins (`int`, *optional*):
+            Write boxes as location tokens `<loc_0>` ... `<loc_{location_bins - 1}>`, one per coordinate, instead of
+            the reference text format `[x1,y1,x2,y2]`. The tokens are added to the tokenizer as normal (not special)
+            tokens, so decoding with `skip_special_tokens=True` keeps them. For new models only: the reference
+            checkpoints were trained on the text format.
     """
 
     def __init__(
@@ -60,6 +132,7 @@ class VLMambaProcessor(ProcessorMixin):
         row_separator_token: str | None = "&&",
         patch_size: int = 14,
         instruction_first: bool = False,
+        location_bins: int | None = None,
         **kwargs,
     ):
         self.image_token = image_token
@@ -68,6 +141,8 @@ class VLMambaProcessor(ProcessorMixin):
         self.row_separator_token = row_separator_token
         self.patch_size = patch_size
         self.instruction_first = instruction_first
+        self.location_bins = location_bins
+        box_format = BoxFormat("location", num_bins=location_bins) if location_bins is not None else BoxFormat()
         if chat_template is None:
             chat_template = DEFAULT_CHAT_TEMPLATE
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
@@ -76,6 +151,11 @@ class VLMambaProcessor(ProcessorMixin):
         self.image_begin_token_id = _token_id(tokenizer, image_begin_token)
         self.image_end_token_id = _token_id(tokenizer, image_end_token)
         self.row_separator_token_id = _token_id(tokenizer, row_separator_token)
+        self._box_format = box_format
+        if location_bins is not None:
+            vocab = tokenizer.get_vocab()
+            missing = [token for token in location_tokens(location_bins) if token not in vocab]
+            tokenizer.add_tokens([AddedToken(token, normalized=False, special=False) for token in missing])
 
         size = image_processor.size
         height, width = size["height"], size["width"]
@@ -231,6 +311,68 @@ class VLMambaProcessor(ProcessorMixin):
                     "shorten the text."
                 )
         return ids[keep[0] : keep[1]]
+
+    @property
+    def box_format(self) -> BoxFormat:
+        """How this processor's models write boxes: the reference text format, or location tokens."""
+        return self._box_format
+
+    def apply_chat_template(self, conversation, chat_template=None, **kwargs):
+        """`ProcessorMixin.apply_chat_template`, with the template variables `instruction_first` and `location_bins`
+        set from this processor unless given (see the default template for task items)."""
+        kwargs.setdefault("instruction_first", self.instruction_first)
+        kwargs.setdefault("location_bins", self.location_bins)
+        return super().apply_chat_template(conversation, chat_template=chat_template, **kwargs)
+
+    def post_process_grounding(self, generated, image_sizes=None, skip_special_tokens: bool = True, **decode_kwargs):
+        r"""
+        Reads the boxes out of generated text: grounding answers (`[0.12,0.05,0.87,1.00].`), grounded captions
+        (`||a red circle [..]|| next to ||two squares [..][..]||`) or any text with boxes in this processor's box
+        format. Model output is never trusted: any string parses (values are clipped to the image and corners
+        ordered; an incomplete box, e.g. from a truncated generation, is dropped and the others kept).
+
+        Args:
+            generated (`torch.Tensor`, `list[list[int]]`, `list[str]` or `str`):
+                The generated tokens, one row per sample (only the new tokens: slice off the prompt, e.g.
+                `output[:, inputs["input_ids"].shape[1]:]`), or already decoded text.
+            image_sizes (`list[tuple[int, int]]`, *optional*):
+                `(height, width)` of each sample's original image, to get pixel boxes (`image.size[::-1]` for a PIL
+                image). Without it, only normalized boxes are returned.
+            skip_special_tokens (`bool`, *optional*, defaults to `True`):
+                Passed to the tokenizer's `batch_decode`, with `decode_kwargs`.
+
+        Returns:
+            `list[dict]`, one per sample, with `text` (the decoded text), `phrases` (the phrase each box belongs to,
+            `""` when none), `boxes` (pixel XYXY of the original image, `None` without `image_sizes`) and
+            `boxes_normalized` (XYXY in [0, 1]).
+        """
+        if isinstance(generated, str):
+            texts = [generated]
+        elif isinstance(generated, (list, tuple)) and all(isinstance(text, str) for text in generated):
+            texts = list(generated)
+        else:
+            texts = self.tokenizer.batch_decode(generated, skip_special_tokens=skip_special_tokens, **decode_kwargs)
+        if image_sizes is None:
+            sizes = [None] * len(texts)
+        else:
+            sizes = list(image_sizes)
+            if len(sizes) != len(texts):
+                raise ValueError(f"Got {len(sizes)} image sizes for {len(texts)} generated samples; pass one each.")
+        results = []
+        for index, (text, size) in enumerate(zip(texts, sizes)):
+            try:
+                found = parse_grounding(text, image_size=size, box_format=self.box_format)
+            except ValueError as error:
+                raise ValueError(f"Sample {index}: {error}") from None
+            results.append(
+                {
+                    "text": text,
+                    "phrases": [item.phrase for item in found],
+                    "boxes": None if size is None else [list(item.box) for item in found],
+                    "boxes_normalized": [list(item.box_normalized) for item in found],
+                }
+            )
+        return results
 
     @property
     def model_input_names(self) -> list[str]:
