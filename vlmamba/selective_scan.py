@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 
 
-# Elements (T * batch * channels * state) per chunk buffer: 2**19 fp32 values are 2 MiB, which keeps a chunk's four
-# working buffers in a server CPU's cache while amortising per-op overhead over large ops (measured best on 2 cores).
-_CHUNK_ELEMENTS = 2**19
+# Elements (T * batch * channels * state) per chunk: 2**20 fp32 values are 4 MiB, which keeps a chunk's working
+# buffers in a server CPU's cache while amortising per-op overhead over large ops (2**19 and 2**21 measured slower in
+# the benchmark's models on 2 cores).
+_CHUNK_ELEMENTS = 2**20
 _MIN_CHUNK, _MAX_CHUNK = 8, 256
 _LOG2E = 1.4426950408889634
 
