@@ -20,7 +20,7 @@ setup(
         "huggingface_hub>=1.0",
         "accelerate>=1.0",
         "peft>=0.17",
-        "datasets>=3.0",
+        "datasets>=4.7",  # the Json feature (mixed-type columns of mixtures and shapes)
         "evaluate>=0.4",
         "timm>=1.0.15",
         "safetensors",

@@ -112,6 +112,22 @@ def test_image_text_to_text_pipeline(saved):
     assert isinstance(chat[0]["generated_text"], (str, list))
 
 
+def test_pipeline_chat_with_a_task_item_matches_generate(saved):
+    family, directory, model, processor, image_path = saved
+    pipe = pipeline("image-text-to-text", model=str(directory))
+    image = Image.open(image_path)
+    messages = [{"role": "user", "content": [{"type": "image", "image": image},
+                                             {"type": "task", "task": "grounding", "expression": "the square"}]}]
+    result = pipe(text=messages, max_new_tokens=5, return_full_text=False)
+    prompt = processor.apply_chat_template(messages)
+    assert prompt == "<image>Locate the region that is described by:\nThe square.\n"
+    inputs = processor(images=[image], text=[prompt], return_tensors="pt")
+    expected = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    expected_text = processor.post_process_image_text_to_text(
+        expected[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
+    assert result[0]["generated_text"] == expected_text
+
+
 @pytest.fixture(scope="module")
 def components(tmp_path_factory):
     """Local folders standing in for Hub ids: a timm tower, a CLIP tower, Mamba and Pythia LMs, a tokenizer."""

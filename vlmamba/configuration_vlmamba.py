@@ -22,6 +22,7 @@ SUPPORTED_VISION_MODEL_TYPES = ("timm_wrapper", "clip_vision_model", "siglip_vis
 
 # Connectors by name; the VSS connectors of VL-Mamba register here without touching the model classes.
 CONNECTOR_TYPES = ("mlp",)
+LOSS_REDUCTIONS = ("token", "sample")
 
 # Ids of the reference image block in the GPT-NeoX-20B tokenizer: `###` opens and closes the block and `&&`
 # ends every patch row (the reference replaces the last `&&` by the closing `###`). The placeholder is the
@@ -85,6 +86,11 @@ class VLMambaConfig(PreTrainedConfig):
             reference's GPT-NeoX pieces `###`, `###` and `&&`.
         instruction_first (`bool`, *optional*, defaults to `False`):
             The task-aware layout: [instruction][image][rest] instead of [image][instruction][rest].
+        loss_reduction (`str`, *optional*, defaults to `"token"`):
+            How the training loss averages the cross-entropy: `"token"`, over all supervised tokens of the batch
+            (transformers' convention; exact under gradient accumulation), or `"sample"`, over each sample's
+            supervised tokens and then over the samples, as the reference trained (short answers weigh as much as
+            long ones).
         freeze_vision_tower (`bool`, *optional*, defaults to `True`):
             Freeze the vision tower's parameters (and keep it in eval mode) when the model is built.
         use_cache (`bool`, *optional*, defaults to `True`):
@@ -108,6 +114,7 @@ class VLMambaConfig(PreTrainedConfig):
     image_end_token_id: int | None = REFERENCE_IMAGE_END_TOKEN_ID
     row_separator_token_id: int | None = REFERENCE_ROW_SEPARATOR_TOKEN_ID
     instruction_first: bool = False
+    loss_reduction: str = "token"
     freeze_vision_tower: bool = True
     use_cache: bool = True
     initializer_range: float = 0.02
@@ -125,6 +132,8 @@ class VLMambaConfig(PreTrainedConfig):
         self._check_text()
         self._check_connector()
         self._check_image_block_ids()
+        if self.loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {self.loss_reduction!r}.")
 
     def _check_vision(self):
         """Checks the vision tower type and the patch grid."""

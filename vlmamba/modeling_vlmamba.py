@@ -303,6 +303,23 @@ class VLMambaModel(VLMambaPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
+def per_sample_loss(logits: torch.Tensor, labels: torch.LongTensor, ignore_index: int = -100) -> torch.Tensor:
+    """Next-token cross-entropy averaged over each sample's supervised tokens, then over the samples that have any.
+
+    logits: `(batch, length, vocab)`; labels: `(batch, length)`, aligned with the inputs (shifted here).
+    """
+    logits = logits[:, :-1].float()
+    targets = labels[:, 1:].to(logits.device)
+    losses = nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=ignore_index, reduction="none"
+    ).view(targets.shape)
+    counts = (targets != ignore_index).sum(dim=1)
+    has_tokens = counts > 0
+    if not has_tokens.any():
+        return losses.sum() * 0.0
+    return (losses.sum(dim=1)[has_tokens] / counts[has_tokens]).mean()
+
+
 class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
     """Shared head, loss and generation hooks of Mamba-VL and Pythia-VL."""
 
@@ -314,6 +331,12 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         text_config = config.text_config
         self.lm_head = nn.Linear(text_config.hidden_size, text_config.vocab_size, bias=False)
         self.post_init()
+
+    @property
+    def accepts_loss_kwargs(self) -> bool:
+        # `Trainer` then passes `num_items_in_batch` and leaves the loss unscaled; a per-sample mean cannot use it, so
+        # with "sample" the Trainer divides by the gradient-accumulation steps itself.
+        return self.config.loss_reduction == "token"
 
     def get_input_embeddings(self):
         return self.model.get_input_embeddings()
@@ -409,7 +432,9 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden_states.to(self.lm_head.weight.dtype))
 
         loss = None
-        if labels is not None:
+        if labels is not None and self.config.loss_reduction == "sample":
+            loss = per_sample_loss(logits, labels, loss_kwargs.get("ignore_index", -100))
+        elif labels is not None:
             loss = self.loss_function(
                 logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **loss_kwargs
             )
@@ -430,6 +455,8 @@ class MambaVLModel(VLMambaModel):
     """Mamba-VL without its language-modelling head."""
 
     config_class = MambaVLConfig
+    # Units that device maps and FSDP's auto-wrap keep whole.
+    _no_split_modules = ["MambaBlock"]
     _cache_name = "cache_params"
     _is_stateful = True
 
@@ -438,6 +465,7 @@ class PythiaVLModel(VLMambaModel):
     """Pythia-VL without its language-modelling head."""
 
     config_class = PythiaVLConfig
+    _no_split_modules = ["GPTNeoXLayer"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -451,6 +479,8 @@ class MambaVLForConditionalGeneration(VLMambaForConditionalGeneration):
     """
 
     config_class = MambaVLConfig
+    # Units that device maps and FSDP's auto-wrap keep whole.
+    _no_split_modules = ["MambaBlock"]
     base_model_class = MambaVLModel
     _is_stateful = True
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embeddings.weight"}
@@ -488,6 +518,7 @@ class PythiaVLForConditionalGeneration(VLMambaForConditionalGeneration):
     """
 
     config_class = PythiaVLConfig
+    _no_split_modules = ["GPTNeoXLayer"]
     base_model_class = PythiaVLModel
     _supports_sdpa = True
     _supports_flash_attn = True

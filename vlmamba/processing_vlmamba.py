@@ -312,6 +312,54 @@ class VLMambaProcessor(ProcessorMixin):
                 )
         return ids[keep[0] : keep[1]]
 
+    def encode_prompt(self, prompt, image=None, max_length: int | None = None, index=None) -> dict:
+        r"""
+        Tokenizes a task prompt for training: each segment on its own (as the reference tokenized each turn), the
+        image segment replaced by the image block, and labels that copy the ids of supervised segments and are -100
+        everywhere else (image block, prompts, questions, options).
+
+        Args:
+            prompt ([`vlmamba.tasks.TaskPrompt`]): from `vlmamba.tasks.build_prompt`.
+            image (`PIL.Image.Image`, *optional*): the example's image; required when the prompt has an image segment.
+            max_length (`int`, *optional*): cut the sequence on the right to this many ids; an error if the cut would
+                reach into the image block.
+            index (*optional*): the example's index or id, named in errors.
+
+        Returns:
+            `dict` with `input_ids` and `labels` (lists of ints) and `pixel_values` (`(1, 3, size, size)` tensor, or
+            `None` without image).
+        """
+        where = "The example" if index is None else f"Example {index}"
+        input_ids, labels, block_end, images = [], [], 0, 0
+        for text, supervised in prompt.segments:
+            if text == self.image_token:
+                input_ids.extend(self._image_block)
+                labels.extend([-100] * len(self._image_block))
+                block_end, images = len(input_ids), images + 1
+                continue
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if self.image_token_id in ids:
+                raise ValueError(f"{where}: its text holds the image token {self.image_token!r} outside the image.")
+            input_ids.extend(ids)
+            labels.extend(ids if supervised else [-100] * len(ids))
+        if images > 1:
+            raise ValueError(f"{where} has {images} image segments; one image per example is supported.")
+        if images and image is None:
+            raise ValueError(f"{where} has an image segment but no image was given.")
+        if image is not None and not images:
+            raise ValueError(f"{where} got an image but its prompt has no image segment.")
+        if max_length is not None and len(input_ids) > max_length:
+            if block_end > max_length:
+                raise ValueError(
+                    f"{where} has {len(input_ids)} tokens; max_length={max_length} would cut its image block (which "
+                    f"ends at token {block_end}). Raise max_length."
+                )
+            input_ids, labels = input_ids[:max_length], labels[:max_length]
+        pixel_values = None
+        if image is not None:
+            pixel_values = self.image_processor([image], return_tensors="pt")["pixel_values"]
+        return {"input_ids": input_ids, "labels": labels, "pixel_values": pixel_values}
+
     @property
     def box_format(self) -> BoxFormat:
         """How this processor's models write boxes: the reference text format, or location tokens."""

@@ -536,6 +536,7 @@ def build_prompt(
     eos_token: str = DEFAULT_EOS_TOKEN,
     for_generation: bool = False,
     index: int | None = None,
+    with_image: bool = True,
 ) -> TaskPrompt:
     """Writes a structured example in its task's template (fields: see the module docstring).
 
@@ -553,6 +554,7 @@ def build_prompt(
             answer field may then be missing. Earlier answers of a multi-turn example stay as context. No segment is
             supervised then, so `prompt == text`.
         index: the example's position in its dataset, named in errors.
+        with_image: `False` leaves the image segment out, for text-only examples.
 
     Returns:
         A `TaskPrompt`.
@@ -579,8 +581,8 @@ def build_prompt(
 
     reader = _Example(example, task, index, normalize_text, box_format, image_token, eos_token, for_generation)
     turns = _BUILDERS[task](reader)
-    image = (image_token, False)
-    segments = [turns[0], image, *turns[1:]] if instruction_first else [image, *turns]
+    image = [(image_token, False)] if with_image else []
+    segments = [turns[0], *image, *turns[1:]] if instruction_first else [*image, *turns]
     if for_generation:
         segments = [(text, False) for text, _ in segments]
     return TaskPrompt(task=task, segments=segments)
