@@ -79,6 +79,30 @@ class _StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
+class _Steps(TrainerCallback):
+    def __init__(self):
+        self.steps = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def _train_with(arguments, *callbacks):
+    original = train_script.Trainer
+
+    class WithCallbacks(original):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            for callback in callbacks:
+                self.add_callback(callback)
+
+    train_script.Trainer = WithCallbacks
+    try:
+        return train_script.train(*arguments)
+    finally:
+        train_script.Trainer = original
+
+
 def _final_weights(trainer):
     return {name: value.detach().clone() for name, value in trainer.model.state_dict().items()}
 
@@ -87,24 +111,14 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
     steps = ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3"]
     straight = _final_weights(train_script.train(*arguments(tmp_path / "straight", *steps)))
 
-    model_args, data_args, training_args = arguments(tmp_path / "interrupted", *steps)
-    original_trainer = train_script.Trainer
-
-    class InterruptedTrainer(original_trainer):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.add_callback(_StopAt(3))
-
-    train_script.Trainer = InterruptedTrainer
-    try:
-        train_script.train(model_args, data_args, training_args)
-    finally:
-        train_script.Trainer = original_trainer
+    _train_with(arguments(tmp_path / "interrupted", *steps), _StopAt(3))
     assert (tmp_path / "interrupted" / "checkpoint-3").is_dir()
     assert not (tmp_path / "interrupted" / "checkpoint-6").exists()
 
-    resumed = _final_weights(train_script.train(*arguments(tmp_path / "interrupted", *steps,
-                                                           "--resume_from_checkpoint", "last")))
+    seen = _Steps()
+    resumed = _final_weights(_train_with(arguments(tmp_path / "interrupted", *steps, "--resume_from_checkpoint",
+                                                   "last"), seen))
+    assert seen.steps == [4, 5, 6]  # it went on from the checkpoint, it did not start again
     assert straight.keys() == resumed.keys()
     for name, value in straight.items():
         torch.testing.assert_close(resumed[name], value, rtol=1e-6, atol=1e-6, msg=name)
