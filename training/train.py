@@ -55,6 +55,9 @@ class ModelArguments:
     tiny_patch_size: int = field(default=16, metadata={"help": "Patch size of the tiny vision tower."})
     stage: int = field(default=2, metadata={"help": "1: connector only. 2: connector and language model."})
     use_lora: bool = field(default=False, metadata={"help": "Stage 2 through LoRA adapters on the language model."})
+    train_vision_tower: bool = field(
+        default=False, metadata={"help": "Stage 2 also trains the vision tower (for towers trained from scratch)."}
+    )
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -137,6 +140,9 @@ def select_trainable(model, model_args: ModelArguments):
     model.model.connector.requires_grad_(True)
     if model_args.stage == 1:
         return model
+    if model_args.train_vision_tower:
+        model.config.freeze_vision_tower = False  # also lets the tower's dropout train
+        model.model.vision_tower.requires_grad_(True)
     if not model_args.use_lora:
         model.model.language_model.requires_grad_(True)
         model.lm_head.requires_grad_(True)
