@@ -29,8 +29,8 @@ import torch.nn.functional as F
 
 
 # Elements (T * batch * channels * state) per chunk: 2**20 fp32 values are 4 MiB, which keeps a chunk's working
-# buffers in a server CPU's cache while amortising per-op overhead over large ops (2**19 and 2**21 measured slower in
-# the benchmark's models on 2 cores).
+# buffers in a server CPU's cache while amortising per-op overhead over large ops (measured on 2 cores: 2**19 slower in
+# the benchmark's 4-layer model, 2**21 slower for a single layer).
 _CHUNK_ELEMENTS = 2**20
 _MIN_CHUNK, _MAX_CHUNK = 8, 256
 _LOG2E = 1.4426950408889634
