@@ -19,6 +19,21 @@ def _demo(args) -> int:
     return 0 if all(row["same_tokens"] for row in rows) else 1
 
 
+def _quickstart(args) -> int:
+    from .quickstart import QuickstartConfig, results_table, run_quickstart
+
+    config = QuickstartConfig(
+        train_scenes=args.train_scenes, eval_scenes=args.eval_scenes, steps=args.steps, seed=args.seed,
+        families=tuple(args.families.split(",")),
+    )
+    results = run_quickstart(args.output_dir, config, progress=not args.no_progress)
+    print()
+    print(results_table(results))
+    print(f"\nFolders, predictions, boxes drawn (*_boxes.png) and results.json in {args.output_dir} "
+          f"({results['seconds']:.0f} s in all).")
+    return 0
+
+
 def _predict(args) -> int:
     from .predict import load_model, predict
 
@@ -56,6 +71,18 @@ def main(argv=None) -> int:
     demo.add_argument("--output-dir", default="outputs/demo")
     demo.add_argument("--max-new-tokens", type=int, default=8)
     demo.set_defaults(func=_demo)
+
+    quickstart = commands.add_parser(
+        "quickstart", help="Train a small Mamba-VL and Pythia-VL on synthetic shapes offline and compare them."
+    )
+    quickstart.add_argument("--output-dir", default="outputs/quickstart")
+    quickstart.add_argument("--steps", type=int, default=600, help="training steps of each model")
+    quickstart.add_argument("--train-scenes", type=int, default=1500)
+    quickstart.add_argument("--eval-scenes", type=int, default=100, help="held-out scenes")
+    quickstart.add_argument("--families", default="mamba,pythia")
+    quickstart.add_argument("--seed", type=int, default=0)
+    quickstart.add_argument("--no-progress", action="store_true", help="no progress bars")
+    quickstart.set_defaults(func=_quickstart)
 
     from .predict import PREDICT_TASKS
 

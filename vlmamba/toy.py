@@ -74,14 +74,19 @@ def tiny_processor(tokenizer=None, image_size: int = 28, patch_size: int = 14, *
 
 
 def tiny_model(family: str, processor: VLMambaProcessor, vision: str = "timm", width: int = 32, depth: int = 2,
-               **config_kwargs):
-    """A randomly initialised model whose config matches `processor` (vocabulary padded to a multiple of 8)."""
+               vision_depth: int | None = None, **config_kwargs):
+    """A randomly initialised model whose config matches `processor` (vocabulary padded to a multiple of 8).
+
+    `depth` is the language model's number of layers, and the vision tower's unless `vision_depth` is given.
+    """
     config_class, model_class = FAMILIES[family]
     tokenizer = processor.tokenizer
     vocab_size = len(tokenizer) + (-len(tokenizer)) % 8
     layout = processor.image_layout()
     config = config_class(
-        vision_config=vision_configs(layout["image_size"], layout["patch_size"], width, depth)[vision],
+        vision_config=vision_configs(
+            layout["image_size"], layout["patch_size"], width, depth if vision_depth is None else vision_depth
+        )[vision],
         text_config=text_config(family, vocab_size, width, depth),
         **layout,
         **config_kwargs,

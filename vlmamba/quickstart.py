@@ -1,0 +1,418 @@
+# Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
+"""The offline quickstart: train a small Mamba-VL and a small Pythia-VL on synthetic shapes and compare them.
+
+Everything is made on the spot, nothing is downloaded:
+
+1. shapes scenes (`vlmamba.shapes`) for training, and held-out scenes of another seed for evaluation (an evaluation
+   scene whose image equals a training image is dropped);
+2. one byte-level BPE tokenizer trained on the training text, shared by both models, with location tokens for boxes;
+3. a Mamba-VL and a Pythia-VL of about the same size (same vision tower and connector; the Mamba language model has
+   twice the layers, as Mamba layers hold about half the parameters of a Transformer layer) trained from scratch with
+   the same data, steps, batch, optimizer and schedule through `transformers.Trainer`;
+4. both saved as Hub-ready folders (weights, config with `auto_map`, code, processor, model card);
+5. each folder reloaded in a fresh Python process in which `import vlmamba` fails, through
+   `AutoModelForImageTextToText` / `AutoProcessor` with `trust_remote_code=True`, which generates the answers to the
+   held-out captioning, VQA and grounding examples (batched, greedy) and parses the boxes with the processor;
+6. the scores against chance and against a "blind" run of the same model, in which every image is replaced by the
+   image of another scene: a model that learnt to look scores clearly lower blind.
+
+Both models use the task-aware layout (`instruction_first=True`): the task instruction comes before the image. With
+the image first, a Mamba trained from scratch at this size learns the text prior and never starts to use the image
+(its held-out loss is the same with the true and with shuffled images); with the instruction first the caption starts
+right after the image, and the image is learnt from there.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .collator import VLMambaDataCollator
+from .grounding import draw_boxes, grounding_accuracy
+from .model_card import write_model_card
+from .shapes import chance_levels, make_shapes_dataset
+from .tasks import DEFAULT_IMAGE_TOKEN, build_prompt
+from .toy import tiny_model, tiny_processor, train_tokenizer
+
+
+EVAL_TASKS = ("captioning", "vqa", "grounding")
+TRAIN_TASKS = ("captioning", "vqa", "grounding", "grounded_captioning")
+FAMILY_NAMES = {"mamba": "Mamba-VL", "pythia": "Pythia-VL"}
+# Longest answer of each evaluated task, in tokens of the quickstart tokenizer, with room to spare.
+MAX_NEW_TOKENS = {"captioning": 24, "vqa": 6, "grounding": 10}
+
+
+@dataclass
+class QuickstartConfig:
+    """Sizes and budget of the quickstart; the defaults run in minutes on 2 CPU cores."""
+
+    train_scenes: int = 1500
+    examples_per_task: int = 3
+    eval_scenes: int = 100
+    image_size: int = 32
+    patch_size: int = 4
+    location_bins: int = 16
+    width: int = 128
+    vision_depth: int = 2
+    depth: dict = field(default_factory=lambda: {"mamba": 4, "pythia": 2})
+    steps: int = 600
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup: float = 0.05
+    vocab_size: int = 400
+    instruction_first: bool = True
+    eval_batch_size: int = 32
+    seed: int = 0
+    families: tuple = ("mamba", "pythia")
+
+    def __post_init__(self):
+        unknown = [family for family in self.families if family not in FAMILY_NAMES]
+        if unknown or not self.families:
+            raise ValueError(f"families must be among {list(FAMILY_NAMES)}, got {list(self.families)}.")
+        for name in ("train_scenes", "eval_scenes", "steps", "batch_size", "width", "eval_batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
+
+
+def make_data(config: QuickstartConfig):
+    """Training rows (seed `seed`; per scene a caption, a grounded caption and up to `examples_per_task` VQA and
+    grounding examples) and held-out evaluation rows (seed `seed + 1`, one per task and scene, no image shared with
+    training), and the number of held-out scenes dropped."""
+    train = make_shapes_dataset(
+        config.train_scenes, seed=config.seed, image_size=config.image_size, tasks=TRAIN_TASKS,
+        examples_per_task=config.examples_per_task,
+    )
+    held_out = make_shapes_dataset(
+        config.eval_scenes, seed=config.seed + 1, image_size=config.image_size, tasks=EVAL_TASKS
+    )
+    held_out, repeated = drop_seen_scenes(train, held_out)
+    return train, held_out, len(repeated)
+
+
+def drop_seen_scenes(train, held_out):
+    """`held_out` without the scenes whose image is also a training image, and the indices of those scenes."""
+    seen = {_digest(image) for image in _scene_images(train).values()}
+    repeated = sorted(scene for scene, image in _scene_images(held_out).items() if _digest(image) in seen)
+    if repeated:
+        dropped = set(repeated)
+        held_out = held_out.filter(lambda scene: scene not in dropped, input_columns="scene")
+    return held_out, repeated
+
+
+def _scene_images(dataset) -> dict:
+    """Scene index -> PNG bytes of its image (read without decoding)."""
+    raw = dataset.cast_column("image", dataset.features["image"].__class__(decode=False))
+    images = {}
+    for scene, image in zip(raw["scene"], raw["image"]):
+        images.setdefault(scene, image["bytes"])
+    return images
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def training_texts(dataset, normalize_text=True, limit: int = 5000) -> list[str]:
+    """The training text of (up to `limit`) rows, without image placeholders, for the tokenizer to be trained on."""
+    rows = dataset.select(range(min(limit, len(dataset)))).remove_columns("image")
+    texts = [build_prompt(row, normalize_text=normalize_text).text for row in rows]
+    return [text.replace(DEFAULT_IMAGE_TOKEN, "") for text in texts]
+
+
+def build(family: str, tokenizer, config: QuickstartConfig):
+    """A randomly initialised model of `family` and its processor, seeded by `config.seed`."""
+    processor = tiny_processor(
+        tokenizer,
+        image_size=config.image_size,
+        patch_size=config.patch_size,
+        location_bins=config.location_bins,
+        instruction_first=config.instruction_first,
+    )
+    torch.manual_seed(config.seed)
+    model = tiny_model(
+        family, processor, width=config.width, depth=config.depth[family], vision_depth=config.vision_depth,
+        freeze_vision_tower=False,  # the tower is trained from scratch with the rest
+    )
+    return model, processor
+
+
+def train(model, processor, dataset, config: QuickstartConfig, output_dir, progress: bool = True) -> dict:
+    """Trains every parameter with `Trainer` for `config.steps` steps; returns the loss curve and the time taken."""
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=config.steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup,
+        lr_scheduler_type="cosine",
+        weight_decay=0.0,
+        logging_steps=max(1, config.steps // 10),
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        remove_unused_columns=False,
+        disable_tqdm=not progress,
+        seed=config.seed,
+    )
+    model.train()
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=VLMambaDataCollator(processor),
+        processing_class=processor,
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    model.eval()
+    losses = [round(entry["loss"], 4) for entry in trainer.state.log_history if "loss" in entry]
+    return {"seconds": round(seconds, 1), "losses": losses}
+
+
+# Runs in a fresh interpreter in which `import vlmamba` fails: only the code saved in the folder is used.
+_FRESH_PROCESS_SCRIPT = r"""
+import json, sys
+sys.modules["vlmamba"] = None
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+folder, requests_path, outputs_path = sys.argv[1:4]
+requests = json.loads(open(requests_path).read())
+model = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+try:
+    from tqdm.auto import tqdm
+except ImportError:
+    tqdm = lambda items, **kwargs: items
+batch_size = requests["batch_size"]
+items = requests["items"]
+outputs = [None] * len(items)
+order = sorted(range(len(items)), key=lambda i: items[i]["max_new_tokens"])
+batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+for batch in tqdm(batches, desc=requests["desc"], unit="batch"):
+    images = [Image.open(items[i]["image"]) for i in batch]
+    prompts = [items[i]["prompt"] for i in batch]
+    inputs = processor(images=images, text=prompts, return_tensors="pt", padding=True, padding_side="left")
+    with torch.no_grad():
+        generated = model.generate(**inputs, max_new_tokens=max(items[i]["max_new_tokens"] for i in batch),
+                                   do_sample=False)
+    new = generated[:, inputs["input_ids"].shape[1]:]
+    parsed = processor.post_process_grounding(new, image_sizes=[items[i]["image_size"] for i in batch])
+    for i, result in zip(batch, parsed):
+        outputs[i] = {"text": result["text"], "boxes": result["boxes"]}
+with open(outputs_path, "w") as handle:
+    json.dump({"class": type(model).__name__, "module": type(model).__module__, "outputs": outputs}, handle)
+"""
+
+
+def generate_in_fresh_process(folder, items: list[dict], work_dir, batch_size: int = 32, desc: str = "") -> dict:
+    """Greedy answers of the model saved in `folder`, loaded with `trust_remote_code=True` in a process without vlmamba.
+
+    `items` are dicts with `image` (a file path), `prompt`, `image_size` (height, width) and `max_new_tokens`.
+    Returns `{"class", "module", "outputs"}`, `outputs[i]` holding the `text` and the pixel `boxes` of `items[i]`.
+    """
+    work_dir = Path(work_dir)
+    requests_path = work_dir / f"{desc or 'requests'}.requests.json"
+    outputs_path = work_dir / f"{desc or 'requests'}.outputs.json"
+    requests_path.write_text(json.dumps({"items": items, "batch_size": batch_size, "desc": desc}))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS_SCRIPT, str(folder), str(requests_path), str(outputs_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=str(work_dir),
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"Loading {folder} in a fresh process failed:\n{result.stderr[-4000:]}")
+    return json.loads(outputs_path.read_text())
+
+
+def evaluation_items(rows: list[dict], processor, image_dir, blind: bool = False) -> list[dict]:
+    """Generation requests for `rows`; with `blind`, each row gets the image of the next scene instead of its own."""
+    image_dir = Path(image_dir)
+    image_dir.mkdir(parents=True, exist_ok=True)
+    scenes = sorted({row["scene"] for row in rows})
+    paths = {}
+    for row in rows:
+        if row["scene"] not in paths:
+            path = image_dir / f"scene_{row['scene']:05d}.png"
+            row["image"].save(path)
+            paths[row["scene"]] = str(path)
+    swap = {scene: scenes[(i + 1) % len(scenes)] for i, scene in enumerate(scenes)}
+    items = []
+    for row in rows:
+        prompt = build_prompt(
+            row,
+            instruction_first=processor.instruction_first,
+            box_format=processor.box_format,
+            image_token=processor.image_token,
+            eos_token=processor.tokenizer.eos_token,
+            for_generation=True,
+        ).prompt
+        image = paths[swap[row["scene"]] if blind else row["scene"]]
+        items.append({"image": image, "prompt": prompt, "image_size": list(row["image_size"]),
+                      "max_new_tokens": MAX_NEW_TOKENS[row["task"]]})
+    return items
+
+
+def _answer(text: str) -> str:
+    return text.strip().rstrip(".").strip().lower()
+
+
+def score(rows: list[dict], outputs: list[dict]) -> dict:
+    """Captioning exact match, VQA accuracy (overall and per question type) and grounding accuracy (IoU > 0.5).
+
+    Answers are compared after lower-casing and removing the final period (the model writes "Red." for "red").
+    All scores are percentages.
+    """
+    hits = {task: [] for task in EVAL_TASKS}
+    per_type = {}
+    for row, output in zip(rows, outputs, strict=True):
+        task = row["task"]
+        if task == "captioning":
+            hit = _answer(output["text"]) == row["caption"]
+        elif task == "vqa":
+            hit = _answer(output["text"]) == row["answer"]
+            per_type.setdefault(row["question_type"], []).append(hit)
+        else:
+            boxes = output["boxes"] or []
+            hit = bool(boxes) and grounding_accuracy([boxes[0]], [row["box"]]) == 1.0
+        hits[task].append(hit)
+    result = {task: _percent(values) for task, values in hits.items()}
+    result["vqa_by_type"] = {name: _percent(values) for name, values in sorted(per_type.items())}
+    result["counts"] = {task: len(values) for task, values in hits.items()}
+    return result
+
+
+def _percent(values) -> float:
+    return round(100.0 * sum(values) / len(values), 1) if values else float("nan")
+
+
+def chance(rows: list[dict]) -> dict:
+    """Guessing accuracy: VQA, uniform over each question type's answers; captioning and grounding have no guess
+    worth the name (the blind run is their baseline), so 0."""
+    levels = chance_levels()
+    vqa = [levels[row["question_type"]] for row in rows if row["task"] == "vqa"]
+    return {"captioning": 0.0, "vqa": _percent(vqa), "grounding": 0.0}
+
+
+def draw_examples(rows, outputs, path, limit: int = 8) -> Path:
+    """A strip of held-out grounding examples with the predicted boxes drawn (labelled with the expression)."""
+    from PIL import Image
+
+    tiles = []
+    for row, output in zip(rows, outputs):
+        if row["task"] != "grounding":
+            continue
+        image = row["image"].convert("RGB").resize((row["image_size"][1] * 4, row["image_size"][0] * 4), Image.NEAREST)
+        boxes = [[4 * value for value in box] for box in (output["boxes"] or [])[:1]]
+        tiles.append(draw_boxes(image, boxes, labels=[row["expression"]] * len(boxes)))
+        if len(tiles) == limit:
+            break
+    if not tiles:
+        raise ValueError("No grounding example to draw.")
+    width = sum(tile.width for tile in tiles) + 4 * (len(tiles) - 1)
+    strip = Image.new("RGB", (width, max(tile.height for tile in tiles)), "white")
+    x = 0
+    for tile in tiles:
+        strip.paste(tile, (x, 0))
+        x += tile.width + 4
+    path = Path(path)
+    strip.save(path)
+    return path
+
+
+def run_quickstart(output_dir, config: QuickstartConfig | None = None, progress: bool = True, log=print) -> dict:
+    """Runs the whole quickstart (see the module docstring); writes `results.json` and returns the same dict."""
+    config = config or QuickstartConfig()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    train_rows, held_out, repeated = make_data(config)
+    eval_rows = [held_out[i] for i in range(len(held_out))]
+    log(f"Data: {len(train_rows)} training examples from {config.train_scenes} scenes; {len(eval_rows)} held-out "
+        f"examples from {config.eval_scenes - repeated} scenes ({repeated} dropped: image seen in training).")
+    tokenizer = train_tokenizer(training_texts(train_rows), vocab_size=config.vocab_size)
+    results = {"config": asdict(config), "families": {}, "chance": chance(eval_rows)}
+    for family in config.families:
+        name = FAMILY_NAMES[family]
+        model, processor = build(family, tokenizer, config)
+        parameters = sum(p.numel() for p in model.parameters())
+        log(f"{name}: {parameters:,} parameters, training {config.steps} steps of {config.batch_size}.")
+        training = train(model, processor, train_rows, config, output_dir / "trainer" / family, progress)
+        folder = output_dir / f"{family}-vl-shapes"
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        family_result = {"folder": str(folder), "parameters": parameters,
+                         "language_model_parameters": sum(p.numel() for p in model.model.language_model.parameters()),
+                         "training": training}
+        for blind in (False, True):
+            items = evaluation_items(eval_rows, processor, output_dir / "eval_images", blind=blind)
+            desc = f"{family}{'-blind' if blind else ''}"
+            generated = generate_in_fresh_process(folder, items, output_dir, config.eval_batch_size, desc=desc)
+            family_result["blind" if blind else "scores"] = score(eval_rows, generated["outputs"])
+            if not blind:
+                family_result["loaded_class"] = f"{generated['module']}.{generated['class']}"
+                family_result["boxes_png"] = str(draw_examples(eval_rows, generated["outputs"],
+                                                               output_dir / f"{family}_boxes.png"))
+                _write_predictions(output_dir / f"{family}_predictions.jsonl", eval_rows, items, generated["outputs"])
+        write_model_card(folder, model, processor, title=f"{name} (shapes quickstart)", training=training,
+                         config=config, scores=family_result["scores"], blind=family_result["blind"])
+        results["families"][family] = family_result
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _write_predictions(path, rows, items, outputs) -> None:
+    with open(path, "w") as handle:
+        for row, item, output in zip(rows, items, outputs):
+            reference = {"captioning": row.get("caption"), "vqa": row.get("answer"), "grounding": row.get("box")}
+            handle.write(json.dumps({"scene": row["scene"], "task": row["task"], "prompt": item["prompt"],
+                                     "text": output["text"], "boxes": output["boxes"],
+                                     "reference": reference[row["task"]]}) + "\n")
+
+
+def results_table(results: dict) -> str:
+    """The Mamba-vs-Pythia table of `run_quickstart`'s results."""
+    families = list(results["families"])
+    header = f"{'':<24}{'chance':>8}" + "".join(f"{FAMILY_NAMES[f]:>12}{'blind':>8}" for f in families)
+    lines = [header]
+    rows = [("captioning (exact)", "captioning"), ("VQA accuracy", "vqa"), ("grounding (IoU>0.5)", "grounding")]
+    for label, key in rows:
+        line = f"{label:<24}{results['chance'][key]:>8.1f}"
+        for family in families:
+            entry = results["families"][family]
+            line += f"{entry['scores'][key]:>12.1f}{entry['blind'][key]:>8.1f}"
+        lines.append(line)
+    for question_type in results["families"][families[0]]["scores"]["vqa_by_type"]:
+        line = f"{'  VQA ' + question_type:<24}{100 * chance_levels()[question_type]:>8.1f}"
+        for family in families:
+            entry = results["families"][family]
+            line += f"{entry['scores']['vqa_by_type'][question_type]:>12.1f}"
+            line += f"{entry['blind']['vqa_by_type'].get(question_type, float('nan')):>8.1f}"
+        lines.append(line)
+    line = f"{'parameters':<24}{'':>8}"
+    for family in families:
+        line += f"{results['families'][family]['parameters']:>12,}{'':>8}"
+    lines.append(line)
+    line = f"{'training seconds':<24}{'':>8}"
+    for family in families:
+        line += f"{results['families'][family]['training']['seconds']:>12.0f}{'':>8}"
+    lines.append(line)
+    return "\n".join(lines)
+
+
+__all__ = ["QuickstartConfig", "run_quickstart", "results_table", "make_data", "build", "train", "score", "chance",
+           "evaluation_items", "drop_seen_scenes", "generate_in_fresh_process", "draw_examples", "training_texts"]
