@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 
 setup(
@@ -10,7 +10,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    packages=["vlmamba"],
+    packages=find_packages(include=["vlmamba", "vlmamba.*"]),
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4,<2.16",
@@ -22,6 +22,7 @@ setup(
         "peft>=0.17",
         "datasets>=4.7",  # the Json feature (mixed-type columns of mixtures and shapes)
         "evaluate>=0.4",
+        "pycocoevalcap>=1.2",  # CIDEr
         "timm>=1.0.15",
         "safetensors",
         "pillow",
