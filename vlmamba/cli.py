@@ -64,6 +64,62 @@ def _predict(args) -> int:
     return 0
 
 
+def _annotation_overrides(values) -> dict:
+    """`--annotations` values `NAME=PATH` (the benchmark's main file) or `NAME.FILE=PATH` (a loader argument, or
+    `images` for the image folder) -> `{benchmark: {argument: path}}`."""
+    from .evaluation import get_benchmark
+
+    overrides = {}
+    for value in values or []:
+        key, separator, path = value.partition("=")
+        if not separator or not key or not path:
+            raise SystemExit(f"--annotations must be NAME=PATH or NAME.FILE=PATH, got {value!r}")
+        name, _, argument = key.partition(".")
+        try:
+            benchmark = get_benchmark(name)
+        except ValueError as error:
+            raise SystemExit(f"--annotations {value}: {error}") from None
+        known = (*benchmark.file_arguments, "images")
+        if argument and argument not in known:
+            raise SystemExit(f"--annotations {value}: {name} has no file {argument!r}; its files: {', '.join(known)}")
+        overrides.setdefault(name, {})[argument or benchmark.files[0][0]] = path
+    return overrides
+
+
+def _evaluate(args) -> int:
+    from .evaluation import BENCHMARKS, evaluate_benchmarks, results_table
+    from .predict import load_model
+
+    names = list(BENCHMARKS) if args.benchmarks == "all" else [name.strip() for name in args.benchmarks.split(",")]
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown or not names:
+        raise SystemExit(f"Unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)} (or 'all').")
+    annotations = _annotation_overrides(args.annotations)
+    model, processor = load_model(args.model, device=args.device)
+    try:
+        results = evaluate_benchmarks(
+            model,
+            processor,
+            names,
+            args.data_root,
+            output_dir=args.output_dir,
+            annotations=annotations,
+            image_root=args.image_root,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            # A local folder is named by its absolute path, so that a resumed run finds the same model.
+            model_name=str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
+        )
+    except ValueError as error:
+        raise SystemExit(f"vlmamba evaluate: {error}") from None
+    print()
+    print(results_table(results))
+    print(f"\nPredictions, scores and results.json in {args.output_dir}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="vlmamba", description="Mamba-VL and Pythia-VL tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -76,7 +132,7 @@ def main(argv=None) -> int:
         "quickstart", help="Train a small Mamba-VL and Pythia-VL on synthetic shapes offline and compare them."
     )
     quickstart.add_argument("--output-dir", default="outputs/quickstart")
-    quickstart.add_argument("--steps", type=int, default=600, help="training steps of each model")
+    quickstart.add_argument("--steps", type=int, default=1000, help="training steps of each model")
     quickstart.add_argument("--train-scenes", type=int, default=1500)
     quickstart.add_argument("--eval-scenes", type=int, default=100, help="held-out scenes")
     quickstart.add_argument("--families", default="mamba,pythia")
@@ -100,6 +156,33 @@ def main(argv=None) -> int:
     predict.add_argument("--json", help="also write the result as JSON to this file")
     predict.add_argument("--device", help="e.g. cuda, mps (default: cpu)")
     predict.set_defaults(func=_predict)
+
+    from .evaluation import layout_lines
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="Score a model on benchmarks (batched greedy generation, resumable) and print a table.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Files expected under --data-root (image folders under --image-root):\n" + "\n".join(layout_lines()),
+    )
+    evaluate.add_argument("--model", required=True, help="model folder or Hub id")
+    evaluate.add_argument("--benchmarks", required=True, help="comma-separated benchmark names, or 'all'")
+    evaluate.add_argument("--data-root", help="folder holding the annotation files in the layout below")
+    evaluate.add_argument("--image-root", help="root of the image folders (default: --data-root)")
+    evaluate.add_argument("--output-dir", required=True, help="predictions, scores and results.json go here")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--limit", type=int, help="only the first N samples of each benchmark")
+    evaluate.add_argument("--device", help="e.g. cuda, mps (default: cpu)")
+    evaluate.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    evaluate.add_argument(
+        "--annotations",
+        action="append",
+        metavar="NAME[.FILE]=PATH",
+        help="a file or folder instead of the layout's: NAME=PATH for a benchmark's main file, NAME.FILE=PATH for "
+        "another (e.g. vqav2.annotations_json, textvqa.ocr_json, coco.images); repeatable",
+    )
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    evaluate.set_defaults(func=_evaluate)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -14,6 +14,8 @@ Nothing is downloaded. Boxes are pixel XYXY of the original image and `image_siz
 | `llava` | `load_llava` | chat | one per record | the file |
 | `llava_pretrain` | `load_llava(as_captioning=True)` | captioning, `prompt` = human turn | one per record | the file |
 | `coco_captions` | `load_coco_captions` | captioning | train: one per caption; val/test: one per image | `split` |
+| `nocaps` | `load_nocaps` | captioning | one per image | the file |
+| `textcaps` | `load_textcaps` | captioning | train: one per caption; val/test: one per image | the file |
 | `vqav2` | `load_vqav2` | vqa | one per question | the files |
 | `gqa` | `load_gqa` | vqa | one per question | the file |
 | `refcoco`, `refcoco+`, `refcocog` | `load_refcoco` | grounding | one per sentence | `split` |
@@ -29,6 +31,9 @@ Files expected (image file names relative to `image_root`):
   or LLaVA-Pretrain's `blip_laion_cc_sbu_558k.json`. Images: the records' `image`.
 - COCO captions: Karpathy's `dataset_coco.json`; `split` is its `split` field, `"train"` with `restval`. Images:
   `{filepath}/{filename}`. Val/test rows hold all captions in `references`.
+- NoCaps: `nocaps_val_4500_captions.json` (or any COCO-format caption file: `images` and `annotations`). Images:
+  `file_name`.
+- TextCaps: `TextCaps_0.1_{split}.json`. Images: `{image_id}.jpg`.
 - VQAv2: `v2_OpenEnded_mscoco_{subtype}_questions.json` and `v2_mscoco_{subtype}_annotations.json` (none for test).
   Images: `COCO_{data_subtype}_{image_id:012d}.jpg`.
 - GQA: `{split}_balanced_questions.json`. Images: `{imageId}.jpg`.
@@ -506,6 +511,165 @@ def load_coco_captions(
         raise ValueError(f"{karpathy_json}: no image is in split {split!r}; the file has {sorted(seen)}.")
     names = ("caption",) if per_caption else ("caption", "references")
     return collector.finish(rows, _columns("id", "source", "task", "image", *names))
+
+
+# NoCaps and TextCaps (captioning evaluation)
+
+
+def load_nocaps(
+    json_path,
+    image_root,
+    *,
+    source: str = "nocaps",
+    skip_bad: bool = False,
+    report: list | None = None,
+    check_images: bool = False,
+) -> Dataset:
+    """NoCaps, or any caption file in the COCO format: `images` (`id`, `file_name`, and optionally `height`,
+    `width` and NoCaps' `domain`) and `annotations` (`image_id`, `caption`), e.g. `nocaps_val_4500_captions.json`.
+
+    Args:
+        json_path: the COCO-format JSON file. A file without `annotations` (`nocaps_test_image_info.json`) gives rows
+            without captions, for generation.
+        image_root: the folder of the images' `file_name`.
+        source, skip_bad, report, check_images: see the module docstring. The unit of a bad record is an image
+            entry (row: its position in `images`) or a caption (row: its position in `annotations`, file named
+            `{json_path} annotations`).
+
+    Returns:
+        One `captioning` row per image (`id`: the image id) with `references` (its captions in file order),
+        `caption` (the first), `image_size` (when the file gives it) and `domain` (NoCaps' `in-domain`,
+        `near-domain` or `out-domain`; `None` elsewhere).
+    """
+    collector = _Collector(json_path, source, image_root, skip_bad, report, check_images)
+    data = _read_json(json_path, dict, "a COCO-format JSON object with 'images' and 'annotations' lists")
+    images = _top_list(data, "images", json_path)
+    has_captions = data.get("annotations") is not None
+    image_ids = {str(image.get("id")) for image in images if isinstance(image, Mapping)}
+    captions: dict[str, list[str]] = {}
+    if has_captions:
+        annotations_file = f"{json_path} annotations"
+
+        def parse_annotation(record: _Record):
+            identifier = record.get("id", "id", required=False)
+            record.set_id(record.index if identifier is None else identifier)
+            image_id = str(record.get("image_id", "id"))
+            if image_id not in image_ids:
+                record.fail("image_id", f"{image_id} is not the id of an entry of 'images'")
+            return image_id, record.get("caption", "text")
+
+        for index, entry in enumerate(_top_list(data, "annotations", json_path)):
+            parsed = collector.parse(index, entry, parse_annotation, file=annotations_file)
+            if parsed is not None:
+                captions.setdefault(parsed[0], []).append(parsed[1])
+
+    def parse(record: _Record) -> list[dict]:
+        record.mapping()
+        image_id = record.set_id(record.get("id", "id"))
+        width = record.get("width", "integer", required=False)
+        height = record.get("height", "integer", required=False)
+        image_size = [height, width] if width is not None and height is not None else None
+        row = {
+            "id": image_id,
+            "source": source,
+            "task": "captioning",
+            "image": record.image(record.get("file_name", "text"), field="file_name", expected_size=image_size),
+            "image_size": image_size,
+            "domain": record.get("domain", "text", required=False),
+        }
+        if has_captions:
+            if image_id not in captions:
+                record.fail("id", "has no (readable) caption in 'annotations'")
+            row.update(caption=captions[image_id][0], references=captions[image_id])
+        return [row]
+
+    rows = []
+    for index, entry in enumerate(images):
+        rows.extend(collector.parse(index, entry, parse) or [])
+    names = ("caption", "references") if has_captions else ()
+    columns = _columns("id", "source", "task", "image", "image_size", *names, "domain", domain=Value("string"))
+    return collector.finish(rows, columns)
+
+
+def load_textcaps(
+    json_path,
+    image_root,
+    *,
+    per_caption: bool | None = None,
+    source: str = "textcaps",
+    skip_bad: bool = False,
+    report: list | None = None,
+    check_images: bool = False,
+) -> Dataset:
+    """TextCaps: `TextCaps_0.1_{split}.json` (`dataset_type` and `data`, one entry per caption with `image_id`,
+    `caption_id`, `caption_str`, `reference_strs` (all captions of the image), `image_width`, `image_height`; the test
+    split's entries are images without captions).
+
+    Args:
+        json_path: the TextCaps JSON file.
+        image_root: the folder of `{image_id}.jpg` (TextVQA's `train_images/` for train and val).
+        per_caption: one row per caption (training) rather than per image (evaluation); by default per caption for
+            the train split (`dataset_type` `"train"`) only.
+        source, skip_bad, report, check_images: see the module docstring. The unit of a bad record is an entry of
+            `data`.
+
+    Returns:
+        `captioning` rows with `image_size` (when the file gives it). Per caption: `id` the caption id, `caption`.
+        Per image: `id` the image id, `references` (the first entry's `reference_strs`, or else the image's
+        `caption_str`s in file order) and `caption` (the first reference); no caption in the test split.
+    """
+    if per_caption is not None and not isinstance(per_caption, bool):
+        raise ValueError(f"per_caption must be a bool or None, got {per_caption!r}.")
+    collector = _Collector(json_path, source, image_root, skip_bad, report, check_images)
+    data = _read_json(json_path, dict, "a JSON object with a 'data' list")
+    entries = _top_list(data, "data", json_path)
+    if per_caption is None:
+        per_caption = data.get("dataset_type") == "train"
+
+    def parse(record: _Record) -> dict:
+        record.mapping()
+        image_id = str(record.get("image_id", "id"))
+        record.set_id(image_id)
+        width = record.get("image_width", "integer", required=False)
+        height = record.get("image_height", "integer", required=False)
+        image_size = [height, width] if width is not None and height is not None else None
+        caption = record.get("caption_str", "text", required=per_caption)
+        caption_id = record.get("caption_id", "id", required=False)
+        references = record.get("reference_strs", "list", required=False)
+        if references is not None:
+            if not references:
+                record.fail("reference_strs", "is empty")
+            references = [record.check(f"reference_strs[{n}]", text, "text") for n, text in enumerate(references)]
+        return {
+            "image_id": image_id,
+            "caption_id": None if caption_id is None else str(caption_id),
+            "image": record.image(f"{image_id}.jpg", expected_size=image_size),
+            "image_size": image_size,
+            "caption": caption,
+            "references": references,
+        }
+
+    parsed = [entry for index, data in enumerate(entries) if (entry := collector.parse(index, data, parse))]
+    if per_caption:
+        counts = Counter()
+        rows = []
+        for entry in parsed:
+            image_id, caption_id = entry.pop("image_id"), entry.pop("caption_id")
+            key = caption_id if caption_id is not None else f"{image_id}-{counts[image_id]}"
+            counts[image_id] += 1
+            rows.append({"id": key, "source": source, "task": "captioning", **entry})
+        return collector.finish(rows, _columns("id", "source", "task", "image", "image_size", "caption"))
+    by_image: dict[str, list[dict]] = {}
+    for entry in parsed:
+        by_image.setdefault(entry["image_id"], []).append(entry)
+    rows = []
+    for image_id, group in by_image.items():
+        captions = [entry["caption"] for entry in group if entry["caption"] is not None]
+        references = group[0]["references"] or captions or None
+        row = {"id": image_id, "source": source, "task": "captioning", "image": group[0]["image"]}
+        row.update(image_size=group[0]["image_size"], references=references, caption=references and references[0])
+        rows.append(row)
+    return collector.finish(rows, _columns("id", "source", "task", "image", "image_size", "caption", "references"))
 
 
 # VQAv2
@@ -1211,6 +1375,8 @@ SOURCES = {
     "llava": load_llava,
     "llava_pretrain": _preset(load_llava, as_captioning=True),
     "coco_captions": load_coco_captions,
+    "nocaps": load_nocaps,
+    "textcaps": load_textcaps,
     "vqav2": load_vqav2,
     "gqa": load_gqa,
     "refcoco": load_refcoco,
@@ -1366,6 +1532,8 @@ __all__ = [
     "VISUAL7W_KINDS",
     "load_llava",
     "load_coco_captions",
+    "load_nocaps",
+    "load_textcaps",
     "load_vqav2",
     "load_gqa",
     "load_refcoco",

@@ -61,7 +61,7 @@ class QuickstartConfig:
     width: int = 128
     vision_depth: int = 2
     depth: dict = field(default_factory=lambda: {"mamba": 4, "pythia": 2})
-    steps: int = 600
+    steps: int = 1000
     batch_size: int = 32
     learning_rate: float = 1e-3
     warmup: float = 0.05

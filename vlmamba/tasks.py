@@ -21,7 +21,8 @@ Fields per task (a target field may be left out when `for_generation=True`):
 
 - `captioning`: `caption` (the target); `prompt`, optional, replaces the instruction (LLaVA-Pretrain's own human
   prompts; an `<image>` tag in it is removed and the prompt is otherwise written as given).
-- `vqa`: `question` and `answer` as strings, or as lists of equal length for several QA turns about one image.
+- `vqa`: `question` and `answer` as strings, or as lists of equal length for several QA turns about one image;
+  `ocr_tokens`, a list of strings, written only with `build_prompt(ocr_tokens=True)`.
 - `multiple_choice`: `question`; `choices`, a list of strings, or of pixel boxes for grounded multiple choice
   (each option is then written as a box followed by ".", and the instruction ends with a newline, as in the
   reference); `answer`, the correct option's index or letter; `ocr`, optional, a list of `(label, text)` pairs written
@@ -46,6 +47,17 @@ Text normalization (`normalize_text`):
   is the reference's setting for AI2D questions and for DocVQA and InfographicVQA, where capital letters matter.
 - `False`: the text is written as given, only stripped (no period is added, so a target may lack the "." the
   templates show).
+
+Evaluation variants (keywords of `build_prompt`; the defaults are the training templates above), for the prompts the
+reference's evaluation scripts wrote differently from its training data:
+
+- `vqa_format="plain"`: each question on a line of its own without `Question:` / `Answer:`,
+  `"{instruction}\\n{Question}\\n"` (POPE).
+- `ocr_tokens=True`: the `ocr_tokens` joined by spaces after the instruction,
+  `"{instruction}\\nOCR text:\\n{tokens}"`, then the questions (TextVQA, with Rosetta OCR tokens).
+- `merge_turns=True`: adjacent text segments are joined into one, so that a processor tokenizes them as one string
+  (GQA, TextVQA, POPE, VSR). The image still splits the text: with `instruction_first`, the instruction before the
+  image stays a segment of its own, as in the reference.
 
 As in the reference, chat turns are normalized before the `<image>` tag is removed: `"<image>\\nWhat is it?"` becomes
 `"what is it?"` and `"What is it?\\n<image>"` becomes `"What is it?."`. Captioning's `prompt` and the OCR text are
@@ -104,6 +116,8 @@ DEFAULT_EOS_TOKEN = "<|endoftext|>"
 # The tag LLaVA's data writes in the human text where the image goes.
 LLAVA_IMAGE_TAG = "<image>"
 NORMALIZE_TEXT_MODES = (True, False, "keep_case")
+# "qa": the vqa template's "Question: ... Answer: " turns; "plain": the question alone (POPE's evaluation prompt).
+VQA_FORMATS = ("qa", "plain")
 MULTIPLE_CHOICE_LETTERS = string.ascii_uppercase
 # Stand-ins for the boxes of a grounded caption while the caption is normalized, as the reference writes them.
 _COORDS_PLACEHOLDER = "<coords_{}>"
@@ -157,7 +171,19 @@ class TaskPrompt:
 class _Example:
     """Reads and validates the fields of one example; every error names the example and the field."""
 
-    def __init__(self, data, task, index, normalize_text, box_format, image_token, eos_token, for_generation):
+    def __init__(
+        self,
+        data,
+        task,
+        index,
+        normalize_text,
+        box_format,
+        image_token,
+        eos_token,
+        for_generation,
+        vqa_format="qa",
+        ocr_tokens=False,
+    ):
         self.data = data
         self.task = task
         self.index = index
@@ -166,6 +192,8 @@ class _Example:
         self.image_token = image_token
         self.eos = eos_token
         self.for_generation = for_generation
+        self.vqa_format = vqa_format
+        self.ocr_tokens = ocr_tokens
         self._image_size = None
 
     def error(self, message: str) -> ValueError:
@@ -322,10 +350,21 @@ def _captioning(example: _Example) -> list[tuple[str, bool]]:
 def _vqa(example: _Example) -> list[tuple[str, bool]]:
     questions, many = example.one_or_more("question", "a string or a list of strings")
     answers = example.targets(len(questions), many, "answer")
-    turns = [(TASK_INSTRUCTIONS["vqa"], False)]
+    instruction = TASK_INSTRUCTIONS["vqa"]
+    if example.ocr_tokens:
+        tokens = example.get("ocr_tokens")
+        if not _is_list(tokens):
+            raise example.error(f"field 'ocr_tokens' must be a list of strings, got {tokens!r}.")
+        for position, token in enumerate(tokens):
+            if not isinstance(token, str):
+                raise example.error(f"field 'ocr_tokens[{position}]' must be a string, got {token!r}.")
+        # An image without OCR tokens gets an empty line, as in the reference.
+        instruction += "\nOCR text:\n" + example.without_image_token("ocr_tokens", " ".join(tokens))
+    turns = [(instruction, False)]
+    template = "\nQuestion: {}\nAnswer: " if example.vqa_format == "qa" else "\n{}\n"
     for position, question in enumerate(questions):
         label = f"question[{position}]" if many else "question"
-        turns.append((f"\nQuestion: {example.sentence(label, question)}\nAnswer: ", False))
+        turns.append((template.format(example.sentence(label, question)), False))
         if position < len(answers):
             turns.append((example.sentence(*answers[position]) + example.eos, True))
     return turns
@@ -537,6 +576,9 @@ def build_prompt(
     for_generation: bool = False,
     index: int | None = None,
     with_image: bool = True,
+    vqa_format: str = "qa",
+    ocr_tokens: bool = False,
+    merge_turns: bool = False,
 ) -> TaskPrompt:
     """Writes a structured example in its task's template (fields: see the module docstring).
 
@@ -555,6 +597,12 @@ def build_prompt(
             supervised then, so `prompt == text`.
         index: the example's position in its dataset, named in errors.
         with_image: `False` leaves the image segment out, for text-only examples.
+        vqa_format: `"qa"` (the template) or `"plain"` (the question alone on its line, POPE's evaluation prompt);
+            vqa only.
+        ocr_tokens: write the example's `ocr_tokens` after the instruction (TextVQA's evaluation prompt); vqa only.
+        merge_turns: join adjacent text segments of the same kind (context or supervised) into one, except across the
+            image, so that the processor tokenizes them as one string (the reference's GQA, TextVQA, POPE and VSR
+            evaluation prompts).
 
     Returns:
         A `TaskPrompt`.
@@ -578,14 +626,37 @@ def build_prompt(
         raise ValueError(f"image_token must be a non-empty string, got {image_token!r}.")
     if not isinstance(eos_token, str):
         raise ValueError(f"eos_token must be a string, got {eos_token!r}.")
+    if vqa_format not in VQA_FORMATS:
+        raise ValueError(f"vqa_format must be one of {VQA_FORMATS}, got {vqa_format!r}.")
+    for name, flag in (("ocr_tokens", ocr_tokens), ("merge_turns", merge_turns)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be a bool, got {flag!r}.")
+    if task != "vqa" and (vqa_format != "qa" or ocr_tokens):
+        where = "Example" if index is None else f"Example {index}"
+        raise ValueError(f"{where}: vqa_format and ocr_tokens apply to task 'vqa' only, got task {task!r}.")
 
-    reader = _Example(example, task, index, normalize_text, box_format, image_token, eos_token, for_generation)
+    reader = _Example(
+        example, task, index, normalize_text, box_format, image_token, eos_token, for_generation, vqa_format, ocr_tokens
+    )
     turns = _BUILDERS[task](reader)
     image = [(image_token, False)] if with_image else []
     segments = [turns[0], *image, *turns[1:]] if instruction_first else [*image, *turns]
     if for_generation:
         segments = [(text, False) for text, _ in segments]
+    if merge_turns:
+        segments = _merge_segments(segments, image_token if with_image else None)
     return TaskPrompt(task=task, segments=segments)
+
+
+def _merge_segments(segments: list[tuple[str, bool]], image_token: str | None) -> list[tuple[str, bool]]:
+    merged = []
+    for text, supervised in segments:
+        previous = merged[-1] if merged else None
+        if previous is not None and previous[1] == supervised and image_token not in (text, previous[0]):
+            merged[-1] = (previous[0] + text, supervised)
+        else:
+            merged.append((text, supervised))
+    return merged
 
 
 __all__ = [
@@ -596,6 +667,7 @@ __all__ = [
     "DEFAULT_EOS_TOKEN",
     "LLAVA_IMAGE_TAG",
     "NORMALIZE_TEXT_MODES",
+    "VQA_FORMATS",
     "MULTIPLE_CHOICE_LETTERS",
     "TaskPrompt",
     "format_text",
