@@ -48,8 +48,17 @@ def test_score_is_hand_computable():
     assert result["vqa"] == 50.0
     assert result["grounding"] == 50.0
     assert result["counts"] == {"captioning": 2, "vqa": 2, "grounding": 2}
+    assert 0 < result["captioning_cider"]
     types = {vqa0["question_type"], vqa1["question_type"]}
     assert set(result["vqa_by_type"]) == types
+
+
+def test_cider_rewards_the_right_captions():
+    rows = [row for row in _rows(4) if row["task"] == "captioning"]
+    right = score(rows, [{"text": row["caption"].capitalize() + ".", "boxes": []} for row in rows])
+    shifted = score(rows, [{"text": rows[(i + 1) % len(rows)]["caption"], "boxes": []} for i in range(len(rows))])
+    assert right["captioning"] == 100.0 and shifted["captioning"] < 100.0
+    assert right["captioning_cider"] > shifted["captioning_cider"]
 
 
 def test_score_grounding_needs_iou_above_half():

@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         "quickstart", help="Train a small Mamba-VL and Pythia-VL on synthetic shapes offline and compare them."
     )
     quickstart.add_argument("--output-dir", default="outputs/quickstart")
-    quickstart.add_argument("--steps", type=int, default=1000, help="training steps of each model")
+    quickstart.add_argument("--steps", type=int, default=1200, help="training steps of each model")
     quickstart.add_argument("--train-scenes", type=int, default=1500)
     quickstart.add_argument("--eval-scenes", type=int, default=100, help="held-out scenes")
     quickstart.add_argument("--families", default="mamba,pythia")

@@ -99,7 +99,8 @@ def write_model_card(
     if scores is not None:
         lines = ["Held-out scenes; percentages. *Blind*: the same model with every image replaced by another "
                  "scene's image.", "", "| task | score | blind |", "|---|---|---|"]
-        for task, label in (("captioning", "captioning (exact match)"), ("vqa", "VQA accuracy"),
+        for task, label in (("captioning", "captioning (exact match)"), ("captioning_cider", "captioning (CIDEr)"),
+                            ("vqa", "VQA accuracy"),
                             ("grounding", "grounding (IoU > 0.5)")):
             blind_value = blind.get(task) if blind else None
             lines.append(f"| {label} | {scores[task]} | {'' if blind_value is None else blind_value} |")

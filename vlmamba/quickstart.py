@@ -53,15 +53,15 @@ class QuickstartConfig:
     """Sizes and budget of the quickstart; the defaults run in minutes on 2 CPU cores."""
 
     train_scenes: int = 1500
-    examples_per_task: int = 3
+    examples_per_task: int = 1
     eval_scenes: int = 100
     image_size: int = 32
-    patch_size: int = 4
+    patch_size: int = 8
     location_bins: int = 16
     width: int = 128
-    vision_depth: int = 2
+    vision_depth: int = 1
     depth: dict = field(default_factory=lambda: {"mamba": 4, "pythia": 2})
-    steps: int = 1000
+    steps: int = 1200
     batch_size: int = 32
     learning_rate: float = 1e-3
     warmup: float = 0.05
@@ -271,17 +271,22 @@ def _answer(text: str) -> str:
 
 
 def score(rows: list[dict], outputs: list[dict]) -> dict:
-    """Captioning exact match, VQA accuracy (overall and per question type) and grounding accuracy (IoU > 0.5).
+    """Captioning exact match and CIDEr, VQA accuracy (overall and per question type) and grounding accuracy
+    (IoU > 0.5).
 
     Answers are compared after lower-casing and removing the final period (the model writes "Red." for "red").
-    All scores are percentages.
+    CIDEr-D (`vlmamba.metrics`' `cider`, Python tokenizer) takes the held-out captions as its corpus, one reference
+    each. All scores are percentages (CIDEr x 100).
     """
     hits = {task: [] for task in EVAL_TASKS}
     per_type = {}
+    captions, references = [], []
     for row, output in zip(rows, outputs, strict=True):
         task = row["task"]
         if task == "captioning":
             hit = _answer(output["text"]) == row["caption"]
+            captions.append(output["text"])
+            references.append([row["caption"]])
         elif task == "vqa":
             hit = _answer(output["text"]) == row["answer"]
             per_type.setdefault(row["question_type"], []).append(hit)
@@ -290,9 +295,19 @@ def score(rows: list[dict], outputs: list[dict]) -> dict:
             hit = bool(boxes) and grounding_accuracy([boxes[0]], [row["box"]]) == 1.0
         hits[task].append(hit)
     result = {task: _percent(values) for task, values in hits.items()}
+    result["captioning_cider"] = _cider(captions, references)
     result["vqa_by_type"] = {name: _percent(values) for name, values in sorted(per_type.items())}
     result["counts"] = {task: len(values) for task, values in hits.items()}
     return result
+
+
+def _cider(captions: list[str], references: list[list[str]]) -> float:
+    if not captions:
+        return float("nan")
+    from .metrics import load
+
+    metric = load("cider")
+    return round(metric.compute(predictions=captions, references=references, tokenizer="python")["cider"], 1)
 
 
 def _percent(values) -> float:
@@ -300,11 +315,11 @@ def _percent(values) -> float:
 
 
 def chance(rows: list[dict]) -> dict:
-    """Guessing accuracy: VQA, uniform over each question type's answers; captioning and grounding have no guess
-    worth the name (the blind run is their baseline), so 0."""
+    """Guessing accuracy: VQA, uniform over each question type's answers; exact captions and boxes have no guess
+    worth the name, so 0 (the blind run is their baseline), and CIDEr none (`None`)."""
     levels = chance_levels()
     vqa = [levels[row["question_type"]] for row in rows if row["task"] == "vqa"]
-    return {"captioning": 0.0, "vqa": _percent(vqa), "grounding": 0.0}
+    return {"captioning": 0.0, "captioning_cider": None, "vqa": _percent(vqa), "grounding": 0.0}
 
 
 def draw_examples(rows, outputs, path, limit: int = 8) -> Path:
@@ -389,9 +404,15 @@ def results_table(results: dict) -> str:
     families = list(results["families"])
     header = f"{'':<24}{'chance':>8}" + "".join(f"{FAMILY_NAMES[f]:>12}{'blind':>8}" for f in families)
     lines = [header]
-    rows = [("captioning (exact)", "captioning"), ("VQA accuracy", "vqa"), ("grounding (IoU>0.5)", "grounding")]
+    rows = [
+        ("captioning (exact)", "captioning"),
+        ("captioning (CIDEr)", "captioning_cider"),
+        ("VQA accuracy", "vqa"),
+        ("grounding (IoU>0.5)", "grounding"),
+    ]
     for label, key in rows:
-        line = f"{label:<24}{results['chance'][key]:>8.1f}"
+        level = results["chance"][key]
+        line = f"{label:<24}" + (f"{level:>8.1f}" if level is not None else f"{'-':>8}")
         for family in families:
             entry = results["families"][family]
             line += f"{entry['scores'][key]:>12.1f}{entry['blind'][key]:>8.1f}"
