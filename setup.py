@@ -27,6 +27,7 @@ setup(
         "safetensors",
         "pillow",
         "numpy",
+        "matplotlib>=3.7",  # the retrieval experiment's plot
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-xdist", "hypothesis", "ruff"],

@@ -23,14 +23,46 @@ def _quickstart(args) -> int:
     from .quickstart import QuickstartConfig, results_table, run_quickstart
 
     config = QuickstartConfig(
-        train_scenes=args.train_scenes, eval_scenes=args.eval_scenes, steps=args.steps, seed=args.seed,
+        train_scenes=args.train_scenes,
+        eval_scenes=args.eval_scenes,
+        steps=args.steps,
+        seed=args.seed,
         families=tuple(args.families.split(",")),
     )
     results = run_quickstart(args.output_dir, config, progress=not args.no_progress)
     print()
     print(results_table(results))
-    print(f"\nFolders, predictions, boxes drawn (*_boxes.png) and results.json in {args.output_dir} "
-          f"({results['seconds']:.0f} s in all).")
+    print(
+        f"\nFolders, predictions, boxes drawn (*_boxes.png) and results.json in {args.output_dir} "
+        f"({results['seconds']:.0f} s in all)."
+    )
+    return 0
+
+
+def _retrieval(args) -> int:
+    from .retrieval import RetrievalConfig, results_table, run_retrieval
+
+    try:
+        lengths = tuple(int(length) for length in args.lengths.split(","))
+    except ValueError:
+        raise SystemExit(f"--lengths must be comma-separated integers, got {args.lengths!r}") from None
+    config = RetrievalConfig(
+        lengths=lengths,
+        steps=args.steps,
+        width=args.width,
+        depth=args.depth,
+        eval_samples=args.eval_samples,
+        layouts=("query_last", "query_first") if args.query_first else ("query_last",),
+        position_tags="none" if args.no_position_tags else "input",
+        families=tuple(args.families.split(",")),
+        seed=args.seed,
+        workers=args.workers,
+        log_every=args.log_every,
+    )
+    results = run_retrieval(args.output_dir, config)
+    print()
+    print(results_table(results))
+    print(f"\nretrieval.json and retrieval.png in {args.output_dir} ({results['seconds']:.0f} s in all).")
     return 0
 
 
@@ -139,6 +171,28 @@ def main(argv=None) -> int:
     quickstart.add_argument("--seed", type=int, default=0)
     quickstart.add_argument("--no-progress", action="store_true", help="no progress bars")
     quickstart.set_defaults(func=_quickstart)
+
+    retrieval = commands.add_parser(
+        "retrieval",
+        help="Train a Mamba and a Pythia language model from scratch on in-context retrieval; accuracy per length.",
+    )
+    retrieval.add_argument("--output-dir", default="outputs/retrieval")
+    retrieval.add_argument("--steps", type=int, default=2500, help="training steps of each model")
+    retrieval.add_argument("--width", type=int, default=128)
+    retrieval.add_argument("--depth", type=int, default=2)
+    retrieval.add_argument("--lengths", default="20,50,100,200,400,576", help="context lengths to evaluate")
+    retrieval.add_argument("--eval-samples", type=int, default=200, help="queries per length")
+    retrieval.add_argument("--query-first", action="store_true", help="also run the query-first layout")
+    retrieval.add_argument(
+        "--no-position-tags", action="store_true", help="bare symbols: no position token added to context symbols"
+    )
+    retrieval.add_argument("--families", default="pythia,mamba")
+    retrieval.add_argument("--seed", type=int, default=0)
+    retrieval.add_argument("--workers", type=int, default=2, help="models trained side by side, one thread each")
+    retrieval.add_argument(
+        "--log-every", type=int, default=100, help="print training progress every N steps (0: never)"
+    )
+    retrieval.set_defaults(func=_retrieval)
 
     from .predict import PREDICT_TASKS
 
