@@ -189,6 +189,13 @@ def test_curriculum_lengths():
     assert 4 <= min(short) and max(short) <= 30
     assert 4 <= min(later) and max(later) <= 576 and max(later) > 400
     assert sum(length > 288 for length in later) > 0.2 * len(later)
+    assert 0.2 < sum(length == 576 for length in later) / len(later) < 0.5  # a third of the long phase by default
+    only_longest = RetrievalConfig(steps=10, short_phase=0.0, long_phase_mix=(0, 0, 1))
+    assert {training_length(step, only_longest, generator) for step in range(10)} == {576}
+    only_short = RetrievalConfig(steps=10, short_phase=1.0, short_phase_max_length=8)
+    assert max(training_length(step, only_short, generator) for step in range(10)) <= 8
+    with pytest.raises(ValueError, match="long_phase_mix"):
+        RetrievalConfig(long_phase_mix=(1, -1, 0))
 
 
 def test_mamba_trains_with_the_fast_scan(monkeypatch):

@@ -30,8 +30,9 @@ exactly the part the comparison is about, and it is the same input for both fami
 Training uses a curriculum and several queries per context, to learn within minutes on a CPU:
 - for the first `short_phase` of the steps, N is drawn log-uniformly between `min_length` and
   `short_phase_max_length` (the matching mechanism is found on short contexts);
-- afterwards, half of the batches draw N log-uniformly from the whole range and half uniformly, so that long
-  contexts and late position tokens get enough training;
+- afterwards, N is drawn log-uniformly from the whole range, uniformly, or is the longest length, with weights
+  `long_phase_mix` (a third each by default), so that long contexts and late position tokens, which only
+  contexts longer than them can train, get enough training;
 - each batch holds `tokens_per_batch` tokens, so it has fewer, longer samples as N grows;
 - with the query last, a training context is followed by queries for a random `train_query_fraction` of its
   symbols, each predicted at its own position (they do not depend on one another). The query-first layout has one
@@ -81,6 +82,7 @@ class RetrievalConfig:
     min_length: int = 4
     short_phase: float = 0.6
     short_phase_max_length: int = 64
+    long_phase_mix: tuple[float, float, float] = (1.0, 1.0, 1.0)
     train_query_fraction: float = 0.5
     eval_samples: int = 200
     position_buckets: int = 8
@@ -112,6 +114,8 @@ class RetrievalConfig:
             unknown = [value for value in values if value not in allowed]
             if unknown or not values:
                 raise ValueError(f"{name} must be among {allowed}, got {values}.")
+        if len(self.long_phase_mix) != 3 or min(self.long_phase_mix) < 0 or sum(self.long_phase_mix) <= 0:
+            raise ValueError(f"long_phase_mix must be three non-negative weights, got {self.long_phase_mix}.")
         if self.steps < 1 or self.tokens_per_batch < 1 or self.eval_samples < 1 or self.position_buckets < 1:
             raise ValueError("steps, tokens_per_batch, eval_samples and position_buckets must be positive.")
 
@@ -264,9 +268,13 @@ def training_length(step: int, config: RetrievalConfig, generator: torch.Generat
     low = min(config.min_length, config.max_length)
     if step < config.short_phase * config.steps:
         return log_uniform(low, max(low, min(config.short_phase_max_length, config.max_length)))
-    if torch.rand((), generator=generator).item() < 0.5:
+    weights = torch.tensor(config.long_phase_mix, dtype=torch.float)
+    kind = int(torch.multinomial(weights, 1, generator=generator))
+    if kind == 0:
         return log_uniform(low, config.max_length)
-    return int(torch.randint(low, config.max_length + 1, (), generator=generator))
+    if kind == 1:
+        return int(torch.randint(low, config.max_length + 1, (), generator=generator))
+    return config.max_length
 
 
 def train(model, config: RetrievalConfig, layout: str = "query_last", progress=None) -> dict:
