@@ -433,7 +433,8 @@ def run_retrieval(output_dir, config: RetrievalConfig | None = None, **overrides
 
 
 def plot(results: dict, path) -> None:
-    """Accuracy against context length (one line per model and layout) and against query position (longest N)."""
+    """Accuracy against context length (one line per model and layout), and against the query's position at the
+    shortest and the longest context."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -441,28 +442,33 @@ def plot(results: dict, path) -> None:
 
     figure, (by_length, by_position) = plt.subplots(1, 2, figsize=(11, 4))
     lengths = [int(length) for length in results["config"]["lengths"]]
-    longest = str(max(lengths))
-    for name, run in results["runs"].items():
+    shown = sorted({min(lengths), max(lengths)})
+    for index, run in enumerate(results["runs"].values()):
         label = f"{FAMILY_NAMES[run['family']]} ({run['parameters']:,} parameters)"
         if len(results["config"]["layouts"]) > 1:
             label += ", query first" if run["layout"] == "query_first" else ", query last"
         style = "--" if run["layout"] == "query_first" else "-"
+        color = f"C{index}"
         accuracy = [100 * run["results"][str(length)]["accuracy"] for length in lengths]
-        by_length.plot(lengths, accuracy, style, marker="o", label=label)
-        buckets = run["results"][longest]["by_position"]
-        middles = [(bucket["positions"][0] + bucket["positions"][1]) / 2 for bucket in buckets]
-        by_position.plot(
-            middles, [100 * (bucket["accuracy"] or 0.0) for bucket in buckets], style, marker="o", label=label
-        )
+        by_length.plot(lengths, accuracy, style, color=color, marker="o", label=label)
+        for length, marker in zip(shown, ("s", "o")):
+            buckets = run["results"][str(length)]["by_position"]
+            middles = [100 * (bucket["positions"][0] + bucket["positions"][1] + 1) / 2 / length for bucket in buckets]
+            values = [100 * (bucket["accuracy"] or 0.0) for bucket in buckets]
+            by_position.plot(
+                middles, values, style, color=color, marker=marker, label=f"{label.split(' (')[0]}, N = {length}"
+            )
     by_length.plot(lengths, [100 / length for length in lengths], ":", color="grey", label="chance")
     by_length.set(xlabel="context length N", ylabel="accuracy (%)", ylim=(-2, 102), title="Retrieval accuracy")
     by_length.set_xscale("log")
+    by_length.minorticks_off()
     by_length.set_xticks(lengths, [str(length) for length in lengths])
     by_position.set(
-        xlabel="position of the query in the context",
+        xlabel="position of the query (% of the context)",
         ylabel="accuracy (%)",
         ylim=(-2, 102),
-        title=f"By position, N = {longest}",
+        xlim=(0, 100),
+        title="Accuracy by position",
     )
     by_length.legend(fontsize=8)
     by_position.legend(fontsize=8)
