@@ -120,13 +120,17 @@ def _scan_selection(system: str, scan_api: bool) -> Iterator[None]:
     elif system == "noscan" and scan_api:
         import vlmamba.mamba_kernels as kernels
 
-        original = kernels.selective_scan
-        kernels.selective_scan = _scan_stand_in
+        # The scan is reached from the scan entry point and, in training, from the fused mixer.
+        modules = [kernels] + [module for module in (sys.modules.get("vlmamba.mamba_inner"),) if module is not None]
+        originals = [module.selective_scan for module in modules]
+        for module in modules:
+            module.selective_scan = _scan_stand_in
         try:
             with kernels.scan_implementation("fast"):
                 yield
         finally:
-            kernels.selective_scan = original
+            for module, original in zip(modules, originals):
+                module.selective_scan = original
     elif scan_api:
         from vlmamba.mamba_kernels import scan_implementation
 

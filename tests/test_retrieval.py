@@ -200,13 +200,14 @@ def test_curriculum_lengths():
 
 def test_mamba_trains_with_the_fast_scan(monkeypatch):
     calls = []
-    fast = vlmamba.mamba_kernels.selective_scan
+    fast = vlmamba.mamba_kernels.mamba_inner
 
     def counting(*args, **kwargs):
         calls.append(args[0].shape)
         return fast(*args, **kwargs)
 
-    monkeypatch.setattr(vlmamba.mamba_kernels, "selective_scan", counting)
+    # Training runs the fused mixer (convolution, projections and chunked scan) once per layer per step.
+    monkeypatch.setattr(vlmamba.mamba_kernels, "mamba_inner", counting)
     config = RetrievalConfig(**TINY)
     model = build_model("mamba", config)
     record = train(model, config)

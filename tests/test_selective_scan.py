@@ -66,8 +66,9 @@ def check_against_reference(tensors, tolerance=1e-5, **kwargs):
 @pytest.mark.parametrize("chunk_size", [None, 1, 3, 16])
 @pytest.mark.parametrize("recompute", [False, True])
 def test_matches_sequential_reference_for_any_length_and_chunk(length, chunk_size, recompute):
-    check_against_reference(inputs(length=length, seed=length), delta_softplus=True, chunk_size=chunk_size,
-                            recompute=recompute)
+    check_against_reference(
+        inputs(length=length, seed=length), delta_softplus=True, chunk_size=chunk_size, recompute=recompute
+    )
 
 
 def test_backward_twice_with_retained_graph_gives_the_same_gradients():
@@ -192,18 +193,25 @@ def tiny_mamba(seed=0):
 
 
 def test_mixer_runs_the_fast_scan_on_cpu(monkeypatch):
+    import vlmamba.mamba_inner as inner
     import vlmamba.mamba_kernels as kernels
 
     calls = []
-    original = kernels.selective_scan
-    monkeypatch.setattr(kernels, "selective_scan", lambda *a, **k: calls.append(1) or original(*a, **k))
+    for module in (kernels, inner):  # the scan entry point (prefill) and the fused mixer (training)
+        original = module.selective_scan
+        counting = lambda *a, f=original, **k: calls.append(a[0].shape) or f(*a, **k)  # noqa: E731
+        monkeypatch.setattr(module, "selective_scan", counting)
     model = tiny_mamba()
     ids = torch.randint(0, 97, (2, 9))
     model(ids, labels=ids).loss.backward()
-    assert len(calls) == 2  # one per layer
+    assert calls == [(2, 64, 9)] * 2  # one whole-sequence call per layer
+    model.eval()
+    with torch.no_grad():
+        model(ids)
+    assert len(calls) == 4
     with scan_implementation("reference"):
         model(ids)
-    assert len(calls) == 2
+    assert len(calls) == 4
 
 
 def test_language_model_logits_and_gradients_match_reference_path():
@@ -231,10 +239,15 @@ def test_language_model_logits_and_gradients_match_reference_path():
 def test_mamba_vl_cached_generation_same_tokens_and_logits_as_reference_path():
     processor = make_processor()
     model = make_model("mamba", processor).eval()
-    inputs = processor(text=["a red circle left of", "two blue squares and a much longer prompt here"],
-                       return_tensors="pt", padding=True, padding_side="left")
-    kwargs = dict(max_new_tokens=12, min_new_tokens=12, do_sample=False, output_logits=True,
-                  return_dict_in_generate=True)
+    inputs = processor(
+        text=["a red circle left of", "two blue squares and a much longer prompt here"],
+        return_tensors="pt",
+        padding=True,
+        padding_side="left",
+    )
+    kwargs = dict(
+        max_new_tokens=12, min_new_tokens=12, do_sample=False, output_logits=True, return_dict_in_generate=True
+    )
     with scan_implementation("reference"):
         expected = model.generate(**inputs, **kwargs)
     with scan_implementation("fast"):
@@ -242,3 +255,29 @@ def test_mamba_vl_cached_generation_same_tokens_and_logits_as_reference_path():
     assert out.sequences.tolist() == expected.sequences.tolist()
     for step in range(12):
         torch.testing.assert_close(out.logits[step], expected.logits[step], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["channels-major", "time-major"])
+def test_input_memory_layouts_match_reference_and_gradients_keep_them(layout):
+    # transformers' mixer hands `u` and `delta` over in (batch, channels, length) memory and `z` as a transposed view
+    # of (batch, length, channels) memory; every layout gives the same results, and each gradient arrives in its
+    # input's layout (seen by a hook on a non-leaf input: a leaf's `.grad` is made to match the leaf anyway).
+    tensors = {k: v.float() for k, v in inputs(length=50).items()}
+    results, strides = [], {}
+    for arrange in ("channels-major", layout):
+        leaves = {k: v.clone().requires_grad_() for k, v in tensors.items()}
+        fast = dict(leaves)
+        for name in ("u", "delta", "z"):
+            value = leaves[name]
+            if arrange == "time-major":
+                value = value.transpose(1, 2).contiguous().transpose(1, 2)
+            fast[name] = value * 1.0  # a non-leaf with `value`'s strides
+            if arrange == layout:
+                expected = fast[name].stride()
+                fast[name].register_hook(lambda grad, n=name, e=expected: strides.update({n: grad.stride() == e}))
+        y, h = selective_scan(**fast, delta_softplus=True, return_last_state=True, chunk_size=16)
+        (y.square().sum() + h.sum()).backward()
+        results.append([y, h, *(leaves[name].grad for name in NAMES)])
+    for value, reference in zip(*results):
+        torch.testing.assert_close(value, reference, rtol=1e-6, atol=1e-6)
+    assert strides == {"u": True, "delta": True, "z": True}

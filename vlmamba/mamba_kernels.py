@@ -19,12 +19,14 @@ that) and when a config sets `use_mambapy=True` with the `mambapy` package insta
 """
 
 import contextlib
+import contextvars
 import functools
 import importlib.util
 
 import torch
 from transformers.models.mamba import modeling_mamba
 
+from .mamba_inner import mamba_inner
 from .selective_scan import selective_scan
 
 
@@ -37,6 +39,9 @@ KERNEL_ENTRY_POINTS = (
 )
 SCAN_IMPLEMENTATIONS = ("auto", "fast", "reference")
 _scan_implementation = "auto"
+# The mixer whose forward is running and the attention mask it was given: `mamba_inner_fn`'s interface carries
+# neither, and the fused path needs the mask (applied after the convolution) and the mixer's options.
+_current_mixer = contextvars.ContextVar("vlmamba_current_mixer", default=None)
 
 
 def set_scan_implementation(name: str) -> None:
@@ -99,14 +104,10 @@ def _scan_dispatching(entry_point):
 
     @functools.wraps(entry_point)
     def dispatch(*args, **kwargs):
-        choice = _scan_implementation
-        if choice == "auto":
-            tensor = _first_tensor(args, kwargs)
-            if tensor is not None and tensor.is_cuda and _kernels_installed():
-                return entry_point(*args, **kwargs)
-            if torch.compiler.is_compiling() or (kwargs.get("use_mambapy") and _mambapy_installed()):
-                choice = "reference"
-        if choice == "reference":
+        tensor = _first_tensor(args, kwargs)
+        if _scan_implementation == "auto" and tensor is not None and tensor.is_cuda and _kernels_installed():
+            return entry_point(*args, **kwargs)
+        if _use_pytorch_path(bool(kwargs.get("use_mambapy"))):
             return torch_path(*args, **kwargs)
         return selective_scan(*args, **kwargs)
 
@@ -114,14 +115,58 @@ def _scan_dispatching(entry_point):
     return dispatch
 
 
+def _use_pytorch_path(use_mambapy: bool) -> bool:
+    """Whether transformers' own PyTorch path runs instead of vlmamba's (away from mamba-ssm's kernels)."""
+    if _scan_implementation == "auto":
+        return torch.compiler.is_compiling() or (use_mambapy and _mambapy_installed())
+    return _scan_implementation == "reference"
+
+
+def _inner_dispatching(entry_point):
+    torch_path = getattr(entry_point, "__wrapped__", entry_point)
+
+    @functools.wraps(entry_point)
+    def dispatch(*args, **kwargs):
+        tensor = _first_tensor(args, kwargs)
+        if _scan_implementation == "auto" and tensor is not None and tensor.is_cuda and _kernels_installed():
+            return entry_point(*args, **kwargs)
+        mixer, mask = _current_mixer.get() or (None, None)
+        # The fused path computes silu after the convolution, as mamba-ssm's kernel does; other activations take the
+        # mixer's own path (transformers' PyTorch entry point returns None, which makes the mixer fall back to it).
+        if _use_pytorch_path(mixer is not None and mixer.use_mambapy) or getattr(mixer, "activation", "silu") != "silu":
+            return torch_path(*args, **kwargs)
+        return mamba_inner(*args, mask=mask, **kwargs)
+
+    dispatch._vlmamba_dispatch = True
+    return dispatch
+
+
+def _recording_mixer(forward):
+    @functools.wraps(forward)
+    def mixer_forward(self, hidden_states, cache_params=None, attention_mask=None, **kwargs):
+        if torch.compiler.is_compiling():
+            return forward(self, hidden_states, cache_params=cache_params, attention_mask=attention_mask, **kwargs)
+        token = _current_mixer.set((self, attention_mask))
+        try:
+            return forward(self, hidden_states, cache_params=cache_params, attention_mask=attention_mask, **kwargs)
+        finally:
+            _current_mixer.reset(token)
+
+    mixer_forward._vlmamba_dispatch = True
+    return mixer_forward
+
+
 def install_device_dispatch() -> None:
     """Routes transformers' Mamba entry points as in the module's table. Idempotent."""
+    wrappers = {"mamba_selective_scan": _scan_dispatching, "mamba_inner_fn": _inner_dispatching}
     for name in KERNEL_ENTRY_POINTS:
         entry_point = getattr(modeling_mamba, name, None)
         if entry_point is None or getattr(entry_point, "_vlmamba_dispatch", False):
             continue
-        wrap = _scan_dispatching if name == "mamba_selective_scan" else _dispatching
-        setattr(modeling_mamba, name, wrap(entry_point))
+        setattr(modeling_mamba, name, wrappers.get(name, _dispatching)(entry_point))
+    mixer = modeling_mamba.MambaMixer
+    if not getattr(mixer.forward, "_vlmamba_dispatch", False):
+        mixer.forward = _recording_mixer(mixer.forward)
 
 
 __all__ = [

@@ -15,8 +15,14 @@ tensor of the whole sequence, which makes training superlinear in the length. He
   contracts the states with `C` in one batched row-vector product.
 * Only the state entering each chunk is kept for the backward, which recomputes the chunk and runs the adjoint
   recurrence `g_t = C_t * gy_t + exp(delta_{t+1} * A) * g_{t+1}` backwards, in place as well.
-* Tensors keep the (batch, length, channels) memory layout in which transformers' Mamba mixer produces `u` and `z` and
-  consumes the output, so no large transposes happen around the scan (only `delta` is transposed).
+* The elementwise work around the recurrence (`delta * u`, the skip connection `D * u`, the gate `silu(z)` and their
+  gradients) runs chunk by chunk inside the same function, on slices still in cache, instead of as whole-sequence
+  temporaries under autograd; only the bias and softplus of `delta` run once over the whole sequence (the softplus
+  is several times dearer than a multiplication, so it is not recomputed).
+* The recurrence works in (batch, length, channels) memory. transformers' Mamba mixer produces `z` in that layout
+  (as a transposed view) but `u` (the convolution's output) and `delta` in (batch, channels, length) memory: those
+  two are transposed once, sample by sample (PyTorch's blocked 2-D transpose), and their gradients are handed back in
+  the inputs' own layouts, so that the layers that produced them take them without strided copies.
 
 The arithmetic is the sequential recurrence's: every decay is a single exponential (`exp2` of
 the exponent times log2(e), the faster function on CPU) of a non-positive number, so strong
@@ -28,10 +34,11 @@ import torch
 import torch.nn.functional as F
 
 
-# Elements (T * batch * channels * state) per chunk: 2**20 fp32 values are 4 MiB, which keeps a chunk's working
-# buffers in a server CPU's cache while amortising per-op overhead over large ops (measured on 2 cores: 2**19 slower in
-# the benchmark's 4-layer model, 2**21 slower for a single layer).
-_CHUNK_ELEMENTS = 2**20
+# Elements (T * batch * channels * state) per chunk: 2**19 fp32 values are 2 MiB, which keeps a chunk's working
+# buffers in a server CPU's cache while amortising per-op overhead over large ops (measured on one thread for one layer
+# of the benchmark's model, batch 2, 512 channels, state 16: 2**19 ahead of 2**20 by 10-25% at lengths 128-4096,
+# 2**18 and 2**21 slower).
+_CHUNK_ELEMENTS = 2**19
 _MIN_CHUNK, _MAX_CHUNK = 8, 256
 _LOG2E = 1.4426950408889634
 
@@ -44,28 +51,43 @@ def _chunk_size(length: int, state_elements: int) -> int:
 
 
 class _ChunkedScan(torch.autograd.Function):
-    """Core recurrence, time on axis 1 (the layout of transformers' mixer), the state axis before the channel axis
-    so that every large elementwise op runs along contiguous channels.
+    """The whole scan, time on axis 1 (the layout of transformers' mixer), the state axis before the channel axis so
+    that every large elementwise op runs along contiguous channels.
 
     Shapes (g = groups of channels sharing B and C, e = channels per group):
-        delta, dtu: (b, L, g, e)   A: (g, n, e)   B, C: (b, L, g, n)   h0: (b, g, n, e)
-    Returns y: (b, L, g, e) and the final state (b, g, n, e).
+        u, delta, z: (b, L, g, e), any strides   A: (g, n, e)   B, C: (b, L, g, n)   D, delta_bias: (g, e)
+        mask: (b, L, 1, 1)   h0: (b, g, n, e)
+    Returns the gated output (b, L, g, e) and the final state (b, g, n, e).
+
+    The elementwise work around the recurrence (`delta * u`, the skip connection `D * u`, the gate `silu(z)`) runs
+    chunk by chunk too, on chunk-sized buffers: a (b, L, channels) temporary costs a pass over memory and, when fresh,
+    page faults, while a chunk's slices are still in cache. `delta`'s bias, softplus and mask run once, over the whole
+    sequence, into the (b, L, g, e) tensor kept for the backward.
     """
 
     @staticmethod
-    def forward(ctx, delta, dtu, A, B, C, h0, chunk, recompute):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, mask, h0, softplus, chunk, recompute):
         batch, length = delta.shape[:2]
         keep = any(ctx.needs_input_grad) and not recompute
         bounds = [(begin, min(begin + chunk, length)) for begin in range(0, length, chunk)]
-        y = delta.new_empty(delta.shape)
+        out = delta.new_empty(delta.shape)
         shape = (batch, length, *h0.shape[1:])
         # exp2 is about twice as fast as exp on CPU; the decay is still one exponential of a non-positive number.
         A2 = A * _LOG2E
+        size = min(chunk, length)
         if keep:
             all_decays, all_states = delta.new_empty(shape), delta.new_empty(shape)
         else:
-            work = _Workspace((batch, min(chunk, length), *h0.shape[1:]), delta, ("decay", "states"))
+            work = _Workspace((batch, size, *h0.shape[1:]), delta, ("decay", "states"))
+        inputs = _Workspace((batch, size, *delta.shape[2:]), delta, ("dtu", "y"))
         starts = delta.new_empty((len(bounds), *h0.shape))
+        # The output before the gate, for the gate's gradient.
+        ungated = delta.new_empty(delta.shape) if z is not None and any(ctx.needs_input_grad) else None
+        # The memory layouts of `u`, `delta` and `z`, for their gradients.
+        channel_major = [value is not None and _channel_major(value) for value in (u, delta, z)]
+        delta, pre = _effective_delta(delta, delta_bias, mask, softplus)
+        u = _time_major_copy(u) if channel_major[0] else u
+        z = _time_major_copy(z) if channel_major[2] else z
         h = h0
         for index, (begin, end) in enumerate(bounds):
             starts[index] = h
@@ -75,54 +97,81 @@ class _ChunkedScan(torch.autograd.Function):
             else:
                 decay, states = work.decay[:, : end - begin], work.states[:, : end - begin]
                 decays, steps = work.views["decay"], work.views["states"]
+            x = u[:, begin:end]
+            d, dtu = delta[:, begin:end], torch.mul(delta[:, begin:end], x, out=inputs.dtu[:, : end - begin])
             # The entry state is read from `starts`: `h` may be a row of the buffer this chunk overwrites.
-            _chunk_states(
-                delta[:, begin:end], dtu[:, begin:end], A2, B[:, begin:end], starts[index], decay, states, decays, steps
-            )
-            _contract(states, C[:, begin:end], out=y[:, begin:end])
+            _chunk_states(d, dtu, A2, B[:, begin:end], starts[index], decay, states, decays, steps)
+            y = inputs.y[:, : end - begin]
+            _contract(states, C[:, begin:end], out=y)
+            if D is not None:
+                y.addcmul_(x, D)
+            if ungated is not None:
+                ungated[:, begin:end] = y
+            if z is not None:
+                torch.mul(y, F.silu(z[:, begin:end]), out=out[:, begin:end])
+            else:
+                out[:, begin:end] = y
             h = steps[end - begin - 1]
         last = h.clone()
-        if keep:
-            ctx.save_for_backward(delta, dtu, A, B, C, starts, all_decays, all_states)
-        else:
-            ctx.save_for_backward(delta, dtu, A, B, C, starts)
-        ctx.keep, ctx.bounds = keep, bounds
-        return y, last
+        saved = (u, delta, pre, A, B, C, D, z, ungated, mask, starts)
+        ctx.save_for_backward(*saved, *((all_decays, all_states) if keep else ()))
+        ctx.keep, ctx.bounds, ctx.has_bias = keep, bounds, delta_bias is not None
+        ctx.channel_major = channel_major
+        return out, last
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_y, grad_last):
-        if ctx.keep:
-            delta, dtu, A, B, C, starts, all_decays, all_states = ctx.saved_tensors
-        else:
-            delta, dtu, A, B, C, starts = ctx.saved_tensors
+    def backward(ctx, grad_out, grad_last):
+        u, delta, pre, A, B, C, D, z, ungated, mask, starts, *kept = ctx.saved_tensors
         bounds = ctx.bounds
         A2 = A * _LOG2E
-        grad_delta = torch.empty_like(delta)
-        grad_dtu = torch.empty_like(dtu)
+        grad_u = torch.empty(u.shape, dtype=u.dtype, device=u.device)
+        grad_delta = torch.empty(delta.shape, dtype=delta.dtype, device=delta.device)
+        grad_z = torch.empty(z.shape, dtype=z.dtype, device=z.device) if z is not None else None
         grad_A = torch.zeros_like(A)
         grad_B = torch.empty_like(B)
         grad_C = torch.empty_like(C)
-        grad_y = torch.zeros_like(delta) if grad_y is None else grad_y.contiguous()
+        grad_D = torch.zeros_like(D) if D is not None else None
+        grad_bias = delta.new_zeros(delta.shape[2:]) if ctx.has_bias else None
+        if grad_out is None:
+            grad_out = torch.zeros_like(grad_u)
         # The gradient reaching the last state of a chunk from everything after it.
         carry = grad_last.clone() if grad_last is not None else torch.zeros_like(starts[0])
-        names = ("grads", "scratch") if ctx.keep else ("decay", "states", "grads", "scratch")
-        work = _Workspace((starts.shape[1], bounds[0][1] - bounds[0][0], *starts.shape[2:]), delta, names)
+        batch, size = starts.shape[1], bounds[0][1] - bounds[0][0]
+        work = _Workspace(
+            (batch, size, *starts.shape[2:]), delta, ("grads", "scratch") + (() if kept else ("decay", "states"))
+        )
+        names = ("dtu", "gate", "gy", "grad_dtu", "grad_delta")
+        inputs = _Workspace((batch, size, *delta.shape[2:]), delta, names)
 
         for index in reversed(range(len(bounds))):
             begin, end = bounds[index]
             size = end - begin
-            d, x, b, c = delta[:, begin:end], dtu[:, begin:end], B[:, begin:end], C[:, begin:end]
-            gy = grad_y[:, begin:end]
-            previous = starts[index]
-            if ctx.keep:
-                decay, states = all_decays[:, begin:end], all_states[:, begin:end]
+            x, b, c, previous = u[:, begin:end], B[:, begin:end], C[:, begin:end], starts[index]
+            d, dtu = delta[:, begin:end], torch.mul(delta[:, begin:end], x, out=inputs.dtu[:, :size])
+            if kept:
+                decay, states = kept[0][:, begin:end], kept[1][:, begin:end]
                 decays = decay.unbind(1)
             else:
                 decay, states = work.decay[:, :size], work.states[:, :size]
                 decays = work.views["decay"]
-                _chunk_states(d, x, A2, b, previous, decay, states, decays, work.views["states"])
+                _chunk_states(d, dtu, A2, b, previous, decay, states, decays, work.views["states"])
             grads, scratch = work.grads[:, :size], work.scratch[:, :size]
+
+            # The gate: out = y * silu(z), with y = C . h + D * u.
+            go = grad_out[:, begin:end]
+            if z is not None:
+                zc, gate, gy = z[:, begin:end], inputs.gate[:, :size], inputs.gy[:, :size]
+                torch.sigmoid(zc, out=gate)
+                # d silu(z) / dz = sigmoid(z) * (1 + z * (1 - sigmoid(z)))
+                torch.mul(zc, gate, out=gy)
+                gate.addcmul_(gate, gy, value=-1).add_(gy).mul_(go)
+                torch.mul(gate, ungated[:, begin:end], out=grad_z[:, begin:end])
+                gy.mul_(go)
+            else:
+                gy = go
+            if D is not None:
+                grad_D += (gy * x).sum(dim=(0, 1))
 
             # dL/dC_t[n] = sum_e gy_t[e] * h_t[n, e]
             torch.matmul(gy.unsqueeze(-2), states.transpose(-1, -2), out=grad_C[:, begin:end].unsqueeze(-2))
@@ -135,21 +184,85 @@ class _ChunkedScan(torch.autograd.Function):
                 steps[t].addcmul_(decays[t + 1], steps[t + 1])
             torch.mul(decays[0], steps[0], out=carry)
 
-            # Inputs of the step: u_t = dtu_t * B_t.
-            torch.matmul(b.unsqueeze(-2), grads, out=grad_dtu[:, begin:end].unsqueeze(-2))
-            torch.matmul(x.unsqueeze(-2), grads.transpose(-1, -2), out=grad_B[:, begin:end].unsqueeze(-2))
+            # Inputs of the step: delta_t * u_t * B_t.
+            grad_dtu = inputs.grad_dtu[:, :size]
+            torch.matmul(b.unsqueeze(-2), grads, out=grad_dtu.unsqueeze(-2))
+            torch.matmul(dtu.unsqueeze(-2), grads.transpose(-1, -2), out=grad_B[:, begin:end].unsqueeze(-2))
+            if D is not None:
+                torch.mul(gy, D, out=grad_u[:, begin:end]).addcmul_(grad_dtu, d)
+            else:
+                torch.mul(grad_dtu, d, out=grad_u[:, begin:end])
 
             # Decays: dL/d(delta_t * A) = g_t * h_{t-1} * decay_t.
             grads[:, 1:] *= states[:, :-1]
             grads[:, 0] *= previous
             grads *= decay
+            grad_d = inputs.grad_delta[:, :size]
             torch.mul(grads, A, out=scratch)
-            torch.sum(scratch, dim=-2, out=grad_delta[:, begin:end])
+            torch.sum(scratch, dim=-2, out=grad_d)
             torch.mul(grads, d.unsqueeze(-2), out=scratch)
             grad_A += scratch.sum(dim=(0, 1))
 
-        grad_h0 = carry if ctx.needs_input_grad[5] else None
-        return grad_delta, grad_dtu, grad_A, grad_B, grad_C, grad_h0, None, None
+            # delta = softplus(delta + bias) * mask
+            grad_d.addcmul_(grad_dtu, x)
+            if mask is not None:
+                grad_d.mul_(mask[:, begin:end])
+            if pre is not None:
+                # d softplus(p) / dp = sigmoid(p)
+                grad_d.mul_(torch.sigmoid(pre[:, begin:end], out=inputs.gate[:, :size]))
+            if grad_bias is not None:
+                grad_bias += grad_d.sum(dim=(0, 1))
+            grad_delta[:, begin:end] = grad_d
+
+        grad_h0 = carry if ctx.needs_input_grad[9] else None
+        grad_u, grad_delta, grad_z = (
+            _like(grad, flag) for grad, flag in zip((grad_u, grad_delta, grad_z), ctx.channel_major)
+        )
+        return grad_u, grad_delta, grad_A, grad_B, grad_C, grad_D, grad_z, grad_bias, None, grad_h0, None, None, None
+
+
+def _effective_delta(delta, delta_bias, mask, softplus):
+    """softplus(delta + delta_bias) * mask as a contiguous (b, L, g, e) tensor, and delta + delta_bias (the softplus's
+    input, for its gradient; None without softplus)."""
+    value = _time_major_copy(delta)
+    if delta_bias is not None:
+        value += delta_bias
+    pre = None
+    if softplus:
+        pre, value = value, F.softplus(value)
+    if mask is not None:
+        value *= mask
+    return value, pre
+
+
+def _channel_major(value: torch.Tensor) -> bool:
+    """Whether a (b, L, g, e) view has (b, channels, L) memory, as the mixer's convolution output and `delta` do."""
+    flat = value.flatten(2) if value.shape[2] == 1 or value.stride(2) == value.shape[3] * value.stride(3) else None
+    return flat is not None and flat.shape[1] > 1 and flat.stride(1) == 1 and flat.stride(2) == flat.shape[1]
+
+
+def _time_major_copy(value: torch.Tensor) -> torch.Tensor:
+    """A contiguous (b, L, g, e) copy of a (b, L, g, e) view. From (b, channels, L) memory, a 2-D transpose per sample
+    takes PyTorch's blocked copy, several times faster than a strided 3-D copy."""
+    copy = torch.empty(value.shape, dtype=value.dtype, device=value.device)
+    if _channel_major(value):
+        for target, source in zip(copy.flatten(2).unbind(0), value.flatten(2).unbind(0)):
+            target.copy_(source)
+    else:
+        copy.copy_(value)
+    return copy
+
+
+def _like(grad: torch.Tensor | None, channel_major: bool) -> torch.Tensor | None:
+    """`grad`, a contiguous (b, L, g, e) tensor, in (b, channels, L) memory if `channel_major` (the memory of the
+    input it is the gradient of): the layers that produced that input then take it without a strided copy."""
+    if grad is None or not channel_major:
+        return grad
+    batch, length = grad.shape[:2]
+    copy = grad.new_empty((batch, grad.shape[2] * grad.shape[3], length))
+    for target, source in zip(copy.unbind(0), grad.flatten(2).unbind(0)):
+        target.copy_(source.t())
+    return copy.transpose(1, 2).unflatten(2, grad.shape[2:])
 
 
 class _Workspace:
@@ -267,56 +380,43 @@ def selective_scan(
     groups = B.shape[1]
     per_group = channels // groups
 
-    # Everything runs in (b, L, channels) memory, where transformers' mixer already keeps `u`, `z` and the output
-    # (it hands them over as transposed views); only `delta` is transposed.
-    delta = _batch_major(delta.to(compute_dtype))
-    if delta_bias is not None:
-        delta = delta + delta_bias.to(compute_dtype)
-    if delta_softplus:
-        delta = F.softplus(delta)
-    if mask is not None:
-        delta = delta * mask.to(compute_dtype)[:, :, None]
-    u_compute = u.to(compute_dtype).transpose(1, 2)
-
     if initial_state is None:
         h0 = torch.zeros(batch, groups, state, per_group, dtype=compute_dtype, device=u.device)
     else:
         h0 = initial_state.to(compute_dtype).reshape(batch, groups, per_group, state).transpose(-1, -2).contiguous()
-
     if length == 0:
-        scan = u_compute.new_zeros(u_compute.shape)
+        scan = u.new_zeros(u.shape)
         last = h0
     else:
+
+        def time_major(value):
+            # (b, channels, L) -> a (b, L, g, e) view; the scan copies it to (b, L, channels) memory if it is not.
+            return value.to(compute_dtype).transpose(1, 2).unflatten(2, (groups, per_group))
+
+        def per_channel(value):
+            return None if value is None else value.to(compute_dtype).reshape(groups, per_group)
+
         chunk = chunk_size or _chunk_size(length, batch * channels * state)
         y, last = _ChunkedScan.apply(
-            delta.view(batch, length, groups, per_group),
-            (delta * u_compute).contiguous().view(batch, length, groups, per_group),
+            time_major(u),
+            time_major(delta),
             A.to(compute_dtype).reshape(groups, per_group, state).transpose(-1, -2).contiguous(),
             B.to(compute_dtype).permute(0, 3, 1, 2).contiguous(),
             C.to(compute_dtype).permute(0, 3, 1, 2).contiguous(),
+            per_channel(D),
+            None if z is None else time_major(z),
+            per_channel(delta_bias),
+            None if mask is None else mask.to(compute_dtype).reshape(batch, length, 1, 1),
             h0,
+            delta_softplus,
             chunk,
             recompute,
         )
-        scan = y.view(batch, length, channels)
-
-    if D is not None:
-        scan = scan + u_compute * D.to(compute_dtype)
-    if z is not None:
-        scan = scan * F.silu(z.to(compute_dtype).transpose(1, 2))
-    out = scan.to(u.dtype).transpose(1, 2)
+        # The output is (b, L, channels) in memory, where transformers' mixer consumes it.
+        scan = y.flatten(2).to(u.dtype).transpose(1, 2)
     if return_last_state:
-        return out, last.transpose(-1, -2).reshape(batch, channels, state)
-    return out
-
-
-def _batch_major(value: torch.Tensor) -> torch.Tensor:
-    """(b, d, L) -> contiguous (b, L, d). Sample by sample when `value` is (b, d, L) in memory: a 2-D transpose takes
-    PyTorch's blocked copy, several times faster than a strided 3-D copy."""
-    transposed = value.transpose(1, 2)
-    if transposed.is_contiguous() or not value.is_contiguous():
-        return transposed.contiguous()
-    return torch.stack([sample.t().contiguous() for sample in value.unbind(0)])
+        return scan, last.transpose(-1, -2).reshape(batch, channels, state)
+    return scan
 
 
 def selective_scan_sequential(

@@ -1,0 +1,195 @@
+"""The fused training path of transformers' Mamba mixer against the mixer's own path and the sequential scan."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import MambaConfig, MambaForCausalLM
+from transformers.models.mamba import modeling_mamba
+
+import vlmamba  # noqa: F401  (installs the dispatch)
+import vlmamba.mamba_kernels as kernels
+from vlmamba.mamba_inner import causal_conv1d_silu, mamba_inner
+from vlmamba.mamba_kernels import scan_implementation
+
+
+def relative_error(value, reference):
+    return ((value.double() - reference.double()).norm() / reference.double().norm().clamp_min(1e-300)).item()
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 4, 5, 37])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_causal_convolution_matches_conv1d(length, with_mask):
+    # Lengths below, at and above the kernel width; float64 so that only a wrong formula can fail.
+    g = torch.Generator().manual_seed(length)
+    x = torch.randn(2, length, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, 1, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(2, length, dtype=torch.long)
+    mask[0, : length // 2] = 0
+    mask = mask if with_mask else None
+    weight_out = torch.randn(2, length, 6, generator=g, dtype=torch.float64)
+
+    out = causal_conv1d_silu(x.transpose(1, 2).contiguous().transpose(1, 2), weight, bias, mask)
+    expected = F.silu(F.conv1d(x.transpose(1, 2), weight, bias, padding=3, groups=6)[..., :length]).transpose(1, 2)
+    if mask is not None:
+        expected = expected * mask[..., None]
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad((out * weight_out).sum(), (x, weight, bias))
+    expected_grads = torch.autograd.grad((expected * weight_out).sum(), (x, weight, bias))
+    for grad, reference in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, reference, rtol=1e-12, atol=1e-12)
+
+
+def tiny_mamba(seed=0, **overrides):
+    torch.manual_seed(seed)
+    config = MambaConfig(vocab_size=97, hidden_size=32, state_size=8, num_hidden_layers=2, expand=2, **overrides)
+    return MambaForCausalLM(config).train()
+
+
+def loss_and_grads(model, ids, mask=None):
+    model.zero_grad()
+    out = model(ids, attention_mask=mask, labels=ids)
+    out.loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return out.logits.detach(), grads
+
+
+@pytest.fixture
+def inner_calls(monkeypatch):
+    """Counts the calls that reach the fused path."""
+    calls = []
+    monkeypatch.setattr(kernels, "mamba_inner", lambda *a, **k: calls.append(a[0].shape) or mamba_inner(*a, **k))
+    return calls
+
+
+def without_fused_path(monkeypatch):
+    """The mixer's own step-by-step path (with the chunked scan): the entry point declines, as on a plain install."""
+    monkeypatch.setattr(kernels, "mamba_inner", lambda *a, **k: None)
+
+
+@pytest.mark.parametrize("padding", ["none", "left", "right"])
+def test_fused_mixer_matches_the_mixers_own_path(padding, inner_calls, monkeypatch):
+    model = tiny_mamba()
+    ids = torch.randint(0, 97, (2, 45), generator=torch.Generator().manual_seed(1))
+    mask = None if padding == "none" else torch.ones_like(ids)
+    if padding == "left":
+        mask[0, :7] = 0
+    elif padding == "right":
+        mask[1, 30:] = 0
+    logits, grads = loss_and_grads(model, ids, mask)
+    assert len(inner_calls) == 2 and inner_calls[0] == (2, 128, 45)  # one whole-sequence call per layer
+    without_fused_path(monkeypatch)
+    logits_ref, grads_ref = loss_and_grads(model, ids, mask)
+    assert relative_error(logits, logits_ref) < 1e-6
+    assert grads.keys() == grads_ref.keys() and len(grads) == len(list(model.parameters()))
+    for name in grads:
+        assert relative_error(grads[name], grads_ref[name]) < 1e-5, name
+
+
+def test_fused_mixer_matches_the_sequential_reference_scan_with_left_padding(inner_calls):
+    # Against transformers' own step-by-step scan, the independent reference (the mask reaches the fused path).
+    model = tiny_mamba()
+    ids = torch.randint(0, 97, (2, 40), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    mask[1, :11] = 0
+    logits, grads = loss_and_grads(model, ids, mask)
+    assert len(inner_calls) == 2
+    with scan_implementation("reference"):
+        logits_ref, grads_ref = loss_and_grads(model, ids, mask)
+    assert len(inner_calls) == 2
+    assert relative_error(logits, logits_ref) < 1e-5
+    for name in grads:
+        assert relative_error(grads[name], grads_ref[name]) < 1e-4, name
+
+
+def test_fused_mixer_runs_only_for_training_without_cache(inner_calls):
+    model = tiny_mamba()
+    ids = torch.randint(0, 97, (1, 12))
+    model.eval()
+    with torch.no_grad():
+        model(ids)
+        model.generate(ids, max_new_tokens=3, do_sample=False)
+    assert inner_calls == []
+    model.train()
+    model(ids)
+    assert len(inner_calls) == 2
+
+
+def test_other_activations_take_the_mixers_own_path(inner_calls):
+    # The fused path hard-codes silu after the convolution, as mamba-ssm's kernel does.
+    model = tiny_mamba(hidden_act="gelu")
+    ids = torch.randint(0, 97, (2, 20), generator=torch.Generator().manual_seed(3))
+    logits, _ = loss_and_grads(model, ids)
+    assert inner_calls == []
+    with scan_implementation("reference"):
+        logits_ref, _ = loss_and_grads(model, ids)
+    assert relative_error(logits, logits_ref) < 1e-5
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(inner_calls):
+    model = tiny_mamba()
+    ids = torch.randint(0, 97, (2, 30), generator=torch.Generator().manual_seed(4))
+    mask = torch.ones_like(ids)
+    mask[0, :5] = 0
+    _, grads = loss_and_grads(model, ids, mask)
+    model.activation_checkpointing_enable()
+    _, grads_checkpointed = loss_and_grads(model, ids, mask)
+    assert len(inner_calls) == 2 + 4  # the checkpointed forward runs again in the backward
+    for name in grads:
+        torch.testing.assert_close(grads_checkpointed[name], grads[name], rtol=1e-5, atol=1e-7)
+
+
+def test_bfloat16_model_trains_through_the_fused_path(inner_calls):
+    model = tiny_mamba()
+    ids = torch.randint(0, 97, (2, 25), generator=torch.Generator().manual_seed(5))
+    logits32, _ = loss_and_grads(model, ids)
+    model.to(torch.bfloat16)
+    logits16, grads16 = loss_and_grads(model, ids)
+    assert len(inner_calls) == 4 and all(grad.dtype == torch.bfloat16 for grad in grads16.values())
+    assert all(torch.isfinite(grad).all() for grad in grads16.values())
+    assert relative_error(logits16, logits32) < 3e-2
+
+
+def test_direct_call_without_a_mixer_has_the_kernel_semantics():
+    # Outside a mixer there is no mask: the result is the mixer's on an unpadded batch.
+    model = tiny_mamba().eval()
+    mixer = model.backbone.layers[0].mixer
+    hidden = torch.randn(2, 9, 32)
+    xz = mixer.in_proj(hidden).transpose(1, 2)
+    A = -torch.exp(mixer.A_log.float())
+    out = mamba_inner(
+        xz,
+        mixer.conv1d.weight,
+        mixer.conv1d.bias,
+        mixer.x_proj.weight,
+        mixer.dt_proj.weight,
+        mixer.out_proj.weight,
+        None,
+        A,
+        None,
+        None,
+        mixer.D.float(),
+        delta_bias=mixer.dt_proj.bias,
+    )
+    with torch.no_grad():
+        expected = mixer(hidden)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="input-dependent B and C"):
+        mamba_inner(
+            xz,
+            mixer.conv1d.weight,
+            None,
+            mixer.x_proj.weight,
+            mixer.dt_proj.weight,
+            mixer.out_proj.weight,
+            None,
+            A,
+            B=torch.zeros(2, 8, 9),
+        )
+
+
+def test_dispatch_is_installed_once_and_wraps_the_mixer():
+    kernels.install_device_dispatch()
+    assert modeling_mamba.MambaMixer.forward._vlmamba_dispatch
+    assert modeling_mamba.mamba_inner_fn._vlmamba_dispatch
+    assert not hasattr(modeling_mamba.MambaMixer.forward.__wrapped__, "_vlmamba_dispatch")
