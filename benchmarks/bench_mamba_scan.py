@@ -14,6 +14,7 @@ printed once its model and inputs existed. Children report on stdout as JSON lin
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import importlib
 import importlib.metadata
@@ -54,7 +55,7 @@ DECODE_SYSTEMS = ("fast", "neox")
 DEFAULT_LENGTHS = (128, 640, 2048, 4096)
 QUICK_LENGTHS = (128, 640)
 DECODE_CONTEXTS = (256, 4096)
-DECODE_STEPS, DECODE_WARMUP_STEPS = 32, 8  # the first few steps include one-time set-up
+DECODE_STEPS, DECODE_WARMUP_STEPS = 64, 8  # the first few steps include one-time set-up
 BATCH, VOCAB, D_MODEL, LAYERS = 2, 1024, 256, 4
 NEOX_HEADS, NEOX_INTERMEDIATE, NEOX_MAX_POSITIONS = 4, 1024, 8192  # positions cover 4096 context + decode steps
 REPEAT_BUDGET_S = 120.0  # timed repeats after the warm-up stop adding once they would exceed this
@@ -207,25 +208,22 @@ def _measure(
 
 
 def _decode(model: torch.nn.Module, input_ids: torch.Tensor, system: str) -> None:
-    """Prefills the context with a cache, then times single-token steps that feed the cache back."""
+    """Prefills every context of `DECODE_CONTEXTS` with its own cache, then times single-token steps that feed each
+    cache back, alternating between the contexts so that a slow spell of the machine hits all of them alike."""
     cache_key = "past_key_values" if system == "neox" else "cache_params"
     with torch.inference_mode():
-        start = time.perf_counter()
-        out = model(input_ids, use_cache=True)
-        prefill = time.perf_counter() - start
-        step_times = []
+        outputs = {context: model(input_ids[:, :context], use_cache=True) for context in DECODE_CONTEXTS}
+        step_times: dict[int, list[float]] = {context: [] for context in DECODE_CONTEXTS}
         for step in range(DECODE_WARMUP_STEPS + DECODE_STEPS):
-            token = out.logits[:, -1:].argmax(-1)
-            start = time.perf_counter()
-            out = model(token, use_cache=True, **{cache_key: getattr(out, cache_key)})
-            if step >= DECODE_WARMUP_STEPS:
-                step_times.append(time.perf_counter() - start)
-    _emit(
-        "done",
-        ms_per_token=1000 * statistics.median(step_times),
-        mean_ms_per_token=1000 * statistics.mean(step_times),
-        prefill_seconds=prefill,
-    )
+            for context in DECODE_CONTEXTS:
+                out = outputs[context]
+                token = out.logits[:, -1:].argmax(-1)
+                start = time.perf_counter()
+                outputs[context] = model(token, use_cache=True, **{cache_key: getattr(out, cache_key)})
+                if step >= DECODE_WARMUP_STEPS:
+                    step_times[context].append(time.perf_counter() - start)
+    medians = {context: 1000 * statistics.median(times) for context, times in step_times.items()}
+    _emit("done", decode_ms={str(context): ms for context, ms in medians.items()}, ms_per_token=max(medians.values()))
 
 
 def run_child(spec: dict) -> None:
@@ -290,6 +288,7 @@ class Outcome:
     peak_mib: float | None = None
     memory_is_bound: bool = False
     ms_per_token: float | None = None
+    decode_ms: dict[int, float] | None = None  # a decode case: ms per token at each context, measured together
     loss: float | None = None  # of the first fwd+bwd: Mamba's scans must agree on it and on the gradient norm
     grad_norm: float | None = None
     neighbour_cores: float = 0.0  # average CPU use of other processes during the case, in cores
@@ -377,6 +376,8 @@ def run_case(case: Case, timeout: float, repeats: int, threads: int, scan_api: b
     if done is not None:
         outcome.seconds, outcome.runs = done.get("seconds"), done.get("runs", 0)
         outcome.single_run, outcome.ms_per_token = done.get("single_run", False), done.get("ms_per_token")
+        if "decode_ms" in done:
+            outcome.decode_ms = {int(context): ms for context, ms in done["decode_ms"].items()}
     elif first is not None and case.kind != "decode":
         # Stopped (or crashed) during the timed repeats: the warm-up run is the only complete measurement.
         outcome.seconds, outcome.runs, outcome.single_run = first["seconds"], 1, True
@@ -596,8 +597,9 @@ def _legend(timeouts: dict[str, float], scan_note: str, repeats: int, ratios: bo
         "fwd+bwd = `model(ids, labels=ids).loss.backward()` in training mode; no-grad prefill = forward under "
         "`torch.inference_mode()` with `use_cache=False`; memory = peak resident memory (VmHWM) during the first "
         "fwd+bwd minus its value once model and inputs existed, each case in a fresh process.",
-        f"Decode: prefill the context with the cache, then the median of {DECODE_STEPS} single-token steps feeding the "
-        f"cache back (after {DECODE_WARMUP_STEPS} warm-up steps).",
+        f"Decode: in one process, prefill a context of each length with its own cache, then alternate single-token "
+        f"steps between them, each feeding its cache back; the median of {DECODE_STEPS} steps per context (after "
+        f"{DECODE_WARMUP_STEPS} warm-up steps each).",
         f"* = other processes used more than {BUSY_NEIGHBOUR_CORES} of a core on average during the case (in every "
         "attempt): the time, and ratios built on it, are likely distorted (the machine is shared).",
         *([RATIO_LEGEND] if ratios else []),
@@ -610,7 +612,10 @@ def _describe(case: Case, outcome: Outcome) -> str:
         return f"{outcome.status}: {outcome.detail}"
     parts = []
     if case.kind == "decode":
-        parts.append(f"{outcome.ms_per_token:.2f} ms/token" if outcome.ms_per_token else "no result")
+        if outcome.decode_ms:
+            parts.append(", ".join(f"{ms:.2f} ms/token at {context}" for context, ms in outcome.decode_ms.items()))
+        else:
+            parts.append("no result")
     elif outcome.status == "stopped":
         parts.append(f"stopped after {outcome.seconds:.0f} s")
     else:
@@ -670,7 +675,7 @@ def main(argv: list[str] | None = None) -> None:
     quick = [system for system in ("fast", "noscan", "neox") if system in args.systems]
     slow = [system for system in ("mambapy", "reference") if system in args.systems]
     one_round = [Case(kind, system, length) for kind in ("train", "prefill") for length in lengths for system in quick]
-    one_round += [Case("decode", s, context) for context in DECODE_CONTEXTS for s in DECODE_SYSTEMS if s in quick]
+    one_round += [Case("decode", s, max(DECODE_CONTEXTS)) for s in DECODE_SYSTEMS if s in quick]
     cases = one_round * max(1, args.rounds)
     cases += [Case(kind, system, length) for kind in ("train", "prefill") for length in lengths for system in slow]
 
@@ -696,6 +701,8 @@ def main(argv: list[str] | None = None) -> None:
             if case in ran:
                 outcome = min(ran[case], outcome, key=_preference)
             results[case] = ran[case] = outcome
+            for context, ms in (outcome.decode_ms or {}).items():  # one decode case measures every context
+                results[Case("decode", case.system, context)] = dataclasses.replace(outcome, ms_per_token=ms)
             if outcome.status == "unavailable":
                 unavailable[case.system] = outcome
         for event in outcome.events:
