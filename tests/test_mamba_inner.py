@@ -126,6 +126,36 @@ def test_other_activations_take_the_mixers_own_path(inner_calls):
     assert relative_error(logits, logits_ref) < 1e-5
 
 
+@pytest.mark.parametrize("targets", [["x_proj"], ["in_proj"]])
+def test_lora_adapters_are_never_bypassed(targets, inner_calls):
+    # The fused path reads the raw weights of x_proj, dt_proj and out_proj: with adapters on them the mixer runs its
+    # own path, so the adapters take part; in_proj runs as a module before the fused call, so it keeps the fused path.
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_mamba(), LoraConfig(r=4, target_modules=targets, init_lora_weights=False))
+    ids = torch.randint(0, 97, (2, 16), generator=torch.Generator().manual_seed(6))
+    logits, grads = loss_and_grads(model, ids)
+    assert len(inner_calls) == (2 if targets == ["in_proj"] else 0)
+    assert grads and all(".lora_" in name for name in grads)
+    with scan_implementation("reference"):
+        logits_ref, grads_ref = loss_and_grads(model, ids)
+    assert relative_error(logits, logits_ref) < 1e-5
+    for name in grads:
+        assert relative_error(grads[name], grads_ref[name]) < 1e-4, name
+    # The adapters change the output: they were not bypassed.
+    with model.disable_adapter():
+        assert relative_error(model(ids).logits.detach(), logits) > 1e-3
+
+
+def test_hooked_layers_run_as_modules(inner_calls):
+    model = tiny_mamba()
+    seen = []
+    model.backbone.layers[1].mixer.out_proj.register_forward_hook(lambda *args: seen.append(1))
+    ids = torch.randint(0, 97, (2, 10))
+    model(ids, labels=ids).loss.backward()
+    assert len(inner_calls) == 1 and seen == [1]  # layer 0 fused, layer 1 through its modules
+
+
 def test_gradient_checkpointing_gives_the_same_gradients(inner_calls):
     model = tiny_mamba()
     ids = torch.randint(0, 97, (2, 30), generator=torch.Generator().manual_seed(4))

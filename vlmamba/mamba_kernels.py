@@ -131,14 +131,27 @@ def _inner_dispatching(entry_point):
         if _scan_implementation == "auto" and tensor is not None and tensor.is_cuda and _kernels_installed():
             return entry_point(*args, **kwargs)
         mixer, mask = _current_mixer.get() or (None, None)
-        # The fused path computes silu after the convolution, as mamba-ssm's kernel does; other activations take the
-        # mixer's own path (transformers' PyTorch entry point returns None, which makes the mixer fall back to it).
-        if _use_pytorch_path(mixer is not None and mixer.use_mambapy) or getattr(mixer, "activation", "silu") != "silu":
+        # transformers' PyTorch entry point returns None, which makes the mixer run its own path.
+        if _use_pytorch_path(mixer is not None and mixer.use_mambapy) or not _fusable(mixer):
             return torch_path(*args, **kwargs)
         return mamba_inner(*args, mask=mask, **kwargs)
 
     dispatch._vlmamba_dispatch = True
     return dispatch
+
+
+def _fusable(mixer) -> bool:
+    """Whether the fused path computes what `mixer` computes. It takes the raw weights of `conv1d`, `x_proj`, `dt_proj`
+    and `out_proj`, so layers that are wrapped (PEFT adapters, quantized layers) or hooked (forward hooks, accelerate's
+    offloading hooks) must run as modules, and it applies silu after the convolution, as mamba-ssm's kernel does."""
+    if mixer is None:
+        return True
+    linear, conv = torch.nn.Linear, torch.nn.Conv1d
+    for name, kind in {"conv1d": conv, "x_proj": linear, "dt_proj": linear, "out_proj": linear}.items():
+        layer = getattr(mixer, name, None)
+        if type(layer) is not kind or layer._forward_hooks or layer._forward_pre_hooks or hasattr(layer, "_hf_hook"):
+            return False
+    return mixer.activation == "silu"
 
 
 def _recording_mixer(forward):
