@@ -4,18 +4,23 @@
 transformers resolves its Mamba kernel entry points once, at import: mamba-ssm / causal-conv1d kernels when the
 packages are installed, otherwise a PyTorch path whose selective scan is a per-token Python loop (superlinear to
 train). `install_device_dispatch` rewraps the entry points of `transformers.models.mamba.modeling_mamba` without
-touching the mixer itself, so `state-spaces/mamba-*-hf` checkpoints load unchanged:
+changing the mixer's code, so `state-spaces/mamba-*-hf` checkpoints load unchanged:
 
-| tensors | mamba-ssm installed | selective scan (prefill, training) | decode step, convolution |
-|---|---|---|---|
-| CUDA | yes | mamba-ssm's CUDA kernels | CUDA kernels |
-| CUDA | no | `vlmamba.selective_scan` (chunked PyTorch) | transformers' PyTorch path |
-| CPU, MPS, other | either | `vlmamba.selective_scan` (chunked PyTorch) | transformers' PyTorch path |
+| tensors | mamba-ssm installed | training without a cache | prefill | decode step, convolution |
+|---|---|---|---|---|
+| CUDA | yes | mamba-ssm's `mamba_inner_fn` | mamba-ssm's scan | CUDA kernels |
+| CUDA | no | `vlmamba.mamba_inner` (fused mixer) | `vlmamba.selective_scan` | transformers' PyTorch path |
+| CPU, MPS | either | `vlmamba.mamba_inner` (fused mixer) | `vlmamba.selective_scan` | transformers' PyTorch path |
 
-`scan_implementation("reference")` (or `set_scan_implementation`) switches back to transformers' own PyTorch scan,
-which honours `MambaConfig.use_mambapy`; "fast" forces the chunked scan even for CUDA tensors. Under the default
-"auto", transformers' path also runs while `torch.compile` traces (its `use_associative_scan` option is built for
-that) and when a config sets `use_mambapy=True` with the `mambapy` package installed.
+In training, transformers' mixer calls `mamba_inner_fn` first and runs its own code when that returns None; the fused
+mixer needs the padding mask and the mixer's layers, which that interface does not carry, so `MambaMixer.forward` is
+wrapped to record them (its code is not changed). A mixer whose layers are wrapped or hooked (PEFT adapters,
+quantization, offloading) or whose activation is not silu runs its own code, with the chunked scan.
+
+`scan_implementation("reference")` (or `set_scan_implementation`) switches back to transformers' own PyTorch path
+(mixer and scan), which honours `MambaConfig.use_mambapy`; "fast" forces vlmamba's paths even for CUDA tensors.
+Under the default "auto", transformers' path also runs while `torch.compile` traces (its `use_associative_scan`
+option is built for that) and when a config sets `use_mambapy=True` with the `mambapy` package installed.
 """
 
 import contextlib
