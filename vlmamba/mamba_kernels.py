@@ -82,11 +82,10 @@ def _mambapy_installed() -> bool:
     return importlib.util.find_spec("mambapy") is not None
 
 
-def _first_tensor(args, kwargs) -> torch.Tensor | None:
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, torch.Tensor):
-            return value
-    return None
+def _kernels_apply(args, kwargs) -> bool:
+    """Whether mamba-ssm's kernels can take this call: the package is installed and the first tensor is on CUDA."""
+    tensor = next((value for value in (*args, *kwargs.values()) if isinstance(value, torch.Tensor)), None)
+    return tensor is not None and tensor.is_cuda and _kernels_installed()
 
 
 def _dispatching(entry_point):
@@ -95,10 +94,7 @@ def _dispatching(entry_point):
 
     @functools.wraps(entry_point)
     def dispatch(*args, **kwargs):
-        tensor = _first_tensor(args, kwargs)
-        if tensor is not None and tensor.is_cuda and _kernels_installed():
-            return entry_point(*args, **kwargs)
-        return torch_path(*args, **kwargs)
+        return (entry_point if _kernels_apply(args, kwargs) else torch_path)(*args, **kwargs)
 
     dispatch._vlmamba_dispatch = True
     return dispatch
@@ -109,8 +105,7 @@ def _scan_dispatching(entry_point):
 
     @functools.wraps(entry_point)
     def dispatch(*args, **kwargs):
-        tensor = _first_tensor(args, kwargs)
-        if _scan_implementation == "auto" and tensor is not None and tensor.is_cuda and _kernels_installed():
+        if _scan_implementation == "auto" and _kernels_apply(args, kwargs):
             return entry_point(*args, **kwargs)
         if _use_pytorch_path(bool(kwargs.get("use_mambapy"))):
             return torch_path(*args, **kwargs)
@@ -132,8 +127,7 @@ def _inner_dispatching(entry_point):
 
     @functools.wraps(entry_point)
     def dispatch(*args, **kwargs):
-        tensor = _first_tensor(args, kwargs)
-        if _scan_implementation == "auto" and tensor is not None and tensor.is_cuda and _kernels_installed():
+        if _scan_implementation == "auto" and _kernels_apply(args, kwargs):
             return entry_point(*args, **kwargs)
         mixer, mask = _current_mixer.get() or (None, None)
         # transformers' PyTorch entry point returns None, which makes the mixer run its own path.
