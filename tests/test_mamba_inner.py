@@ -43,7 +43,13 @@ def test_causal_convolution_matches_conv1d(length, with_mask):
 def tiny_mamba(seed=0, **overrides):
     torch.manual_seed(seed)
     config = MambaConfig(vocab_size=97, hidden_size=32, state_size=8, num_hidden_layers=2, expand=2, **overrides)
-    return MambaForCausalLM(config).train()
+    model = MambaForCausalLM(config).train()
+    # Non-zero convolution biases (initialised to zero): padded positions then produce non-zero convolution outputs,
+    # so dropping the padding mask would change the states the real tokens see.
+    with torch.no_grad():
+        for layer in model.backbone.layers:
+            layer.mixer.conv1d.bias.normal_()
+    return model
 
 
 def loss_and_grads(model, ids, mask=None):
