@@ -60,6 +60,15 @@ def loss_and_grads(model, ids, mask=None):
     return out.logits.detach(), grads
 
 
+def assert_same_results(result, reference, logits_tolerance, grads_tolerance):
+    """`result` and `reference` are `loss_and_grads` outputs: logits, then every parameter's gradient."""
+    (logits, grads), (logits_ref, grads_ref) = result, reference
+    assert relative_error(logits, logits_ref) < logits_tolerance
+    assert grads.keys() == grads_ref.keys() and grads
+    for name in grads:
+        assert relative_error(grads[name], grads_ref[name]) < grads_tolerance, name
+
+
 @pytest.fixture
 def inner_calls(monkeypatch):
     """Counts the calls that reach the fused path."""
@@ -82,14 +91,11 @@ def test_fused_mixer_matches_the_mixers_own_path(padding, inner_calls, monkeypat
         mask[0, :7] = 0
     elif padding == "right":
         mask[1, 30:] = 0
-    logits, grads = loss_and_grads(model, ids, mask)
+    result = loss_and_grads(model, ids, mask)
     assert len(inner_calls) == 2 and inner_calls[0] == (2, 128, 45)  # one whole-sequence call per layer
+    assert len(result[1]) == len(list(model.parameters()))
     without_fused_path(monkeypatch)
-    logits_ref, grads_ref = loss_and_grads(model, ids, mask)
-    assert relative_error(logits, logits_ref) < 1e-6
-    assert grads.keys() == grads_ref.keys() and len(grads) == len(list(model.parameters()))
-    for name in grads:
-        assert relative_error(grads[name], grads_ref[name]) < 1e-5, name
+    assert_same_results(result, loss_and_grads(model, ids, mask), 1e-6, 1e-5)
 
 
 def test_fused_mixer_matches_the_sequential_reference_scan_with_left_padding(inner_calls):
@@ -98,14 +104,12 @@ def test_fused_mixer_matches_the_sequential_reference_scan_with_left_padding(inn
     ids = torch.randint(0, 97, (2, 40), generator=torch.Generator().manual_seed(2))
     mask = torch.ones_like(ids)
     mask[1, :11] = 0
-    logits, grads = loss_and_grads(model, ids, mask)
+    result = loss_and_grads(model, ids, mask)
     assert len(inner_calls) == 2
     with scan_implementation("reference"):
-        logits_ref, grads_ref = loss_and_grads(model, ids, mask)
+        reference = loss_and_grads(model, ids, mask)
     assert len(inner_calls) == 2
-    assert relative_error(logits, logits_ref) < 1e-5
-    for name in grads:
-        assert relative_error(grads[name], grads_ref[name]) < 1e-4, name
+    assert_same_results(result, reference, 1e-5, 1e-4)
 
 
 def test_fused_mixer_runs_only_for_training_without_cache(inner_calls):
@@ -140,17 +144,14 @@ def test_lora_adapters_are_never_bypassed(targets, inner_calls):
 
     model = get_peft_model(tiny_mamba(), LoraConfig(r=4, target_modules=targets, init_lora_weights=False))
     ids = torch.randint(0, 97, (2, 16), generator=torch.Generator().manual_seed(6))
-    logits, grads = loss_and_grads(model, ids)
+    result = loss_and_grads(model, ids)
     assert len(inner_calls) == (2 if targets == ["in_proj"] else 0)
-    assert grads and all(".lora_" in name for name in grads)
+    assert result[1] and all(".lora_" in name for name in result[1])
     with scan_implementation("reference"):
-        logits_ref, grads_ref = loss_and_grads(model, ids)
-    assert relative_error(logits, logits_ref) < 1e-5
-    for name in grads:
-        assert relative_error(grads[name], grads_ref[name]) < 1e-4, name
+        assert_same_results(result, loss_and_grads(model, ids), 1e-5, 1e-4)
     # The adapters change the output: they were not bypassed.
     with model.disable_adapter():
-        assert relative_error(model(ids).logits.detach(), logits) > 1e-3
+        assert relative_error(model(ids).logits.detach(), result[0]) > 1e-3
 
 
 def test_hooked_layers_run_as_modules(inner_calls):
