@@ -134,6 +134,32 @@ def test_beam_search_with_cache_equals_without_and_sampling_is_seeded(processor,
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_beam_search_keeps_each_samples_images_with_several_images_per_sample(processor, family, monkeypatch):
+    # Beam search copies every sample num_beams times: a sample's images must follow it as a group ([a, b] ->
+    # [a, b, a, b]), not image by image ([a, a, b, b]). The tiny random model barely reacts to images, so the images
+    # reaching the vision tower are checked directly, then the tokens against each sample searched alone.
+    model = make_model(family, processor)
+    prompts = ["<image><image>which one is larger?", "<image>a", "no image here at all"]
+    imgs = images(3)
+    inputs = batch(processor, prompts, imgs, padding_side="left")
+    seen = []
+    encode = model.model.get_image_features
+    monkeypatch.setattr(model.model, "get_image_features", lambda pixel_values: seen.append(pixel_values) or
+                        encode(pixel_values))
+    kwargs = dict(max_new_tokens=5, min_new_tokens=5, num_beams=3, num_return_sequences=2, do_sample=False,
+                  output_scores=True, return_dict_in_generate=True)
+    together = model.generate(**inputs, **kwargs)
+    a, b, c = inputs["pixel_values"]
+    torch.testing.assert_close(seen[0], torch.stack([a, b, a, b, a, b, c, c, c]), rtol=0, atol=0)
+    for row, (prompt, sample_images) in enumerate(zip(prompts, (imgs[:2], imgs[2:], []))):
+        alone = model.generate(**batch(processor, [prompt], sample_images), **kwargs)
+        for beam in range(2):
+            assert together.sequences[2 * row + beam, -5:].tolist() == alone.sequences[beam, -5:].tolist(), row
+        torch.testing.assert_close(together.sequences_scores[2 * row : 2 * row + 2], alone.sequences_scores,
+                                   atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_generate_from_inputs_embeds_matches_input_ids(processor, family):
     model = make_model(family, processor)
     inputs = batch(processor, ["<image>the small green triangle"], images(1))

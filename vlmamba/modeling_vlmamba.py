@@ -360,6 +360,28 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         """See [`VLMambaModel.get_image_features`]."""
         return self.model.get_image_features(pixel_values)
 
+    def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
+        """Repeats every sample `expand_size` times (beam search, `num_return_sequences`). `pixel_values` holds the
+        images of all samples in a row, so each sample's images are repeated as a group ([a, b] -> [a, b, a, b]):
+        repeating them image by image ([a, a, b, b]) would hand a copy of a two-image sample the wrong images."""
+        pixel_values = model_kwargs.pop("pixel_values", None)
+        if pixel_values is not None and expand_size > 1:
+            placeholders = self.model.get_placeholder_mask(input_ids, model_kwargs.get("inputs_embeds")).sum(-1)
+            per_sample = (placeholders // self.config.num_image_tokens).tolist()
+            if sum(per_sample) != pixel_values.shape[0]:
+                raise ValueError(
+                    f"The inputs hold image placeholders for {sum(per_sample)} image(s) (per sample: {per_sample}), "
+                    f"but pixel_values holds {pixel_values.shape[0]}; build inputs with the model's processor."
+                )
+            groups = pixel_values.split(per_sample)
+            pixel_values = torch.cat([group for group in groups for _ in range(expand_size)])
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size=expand_size, is_encoder_decoder=is_encoder_decoder, input_ids=input_ids, **model_kwargs
+        )
+        if pixel_values is not None:
+            model_kwargs["pixel_values"] = pixel_values
+        return input_ids, model_kwargs
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         # `register_for_auto_class` records one Auto class; the headless model shares the weights' prefix, so
         # `AutoModel` can load the same folder too.
