@@ -267,6 +267,11 @@ def test_grounded_box_to_dict_and_frozen():
         ("Costs .5 dollars [0.1,0.2,0.3,0.4] .", None, "Costs .5 dollars."),
         ("||a cat <loc_1><loc_2><loc_3><loc_4>|| on a mat <loc_1>", LOCATION, "a cat on a mat"),
         ("||unclosed chunk [0.1,0.2,0.3,0.4] here", None, "unclosed chunk here"),
+        # The separators of a list of boxes leave with the boxes; commas between phrases stay.
+        ("two squares [0.1,0.2,0.3,0.4], [0.5,0.5,0.6,0.6].", None, "two squares."),
+        ("boxes: [0.1,0.2,0.3,0.4] ;[0.5,0.5,0.6,0.6]", None, "boxes:"),
+        ("||a [0.1,0.2,0.3,0.4]||, ||b [0.5,0.5,0.6,0.6]||", None, "a, b"),
+        ("a cat <loc_1><loc_2><loc_3><loc_4>, <loc_5><loc_6><loc_7><loc_8>.", LOCATION, "a cat."),
     ],
 )
 def test_strip_boxes(text, box_format, expected):

@@ -332,6 +332,9 @@ def parse_grounding(text: str, image_size=None, box_format: BoxFormat | None = N
     ]
 
 
+_BOX_SEPARATOR = re.compile(r"\s*[,;]\s*")
+
+
 def strip_boxes(text: str, box_format: BoxFormat | None = None) -> str:
     """The readable caption of generated text: `text` without its boxes (kept or dropped, see `parse_grounding`) and
     `||` markers, whitespace runs within a line collapsed, no space before punctuation, and stripped.
@@ -346,8 +349,15 @@ def strip_boxes(text: str, box_format: BoxFormat | None = None) -> str:
         fragments = _location_fragments(text, box_format)
     else:
         fragments = _text_fragments(text, box_format)
+    # The separators of a list of boxes go with the boxes: "squares [a], [b]." reads "squares.", not "squares,.".
+    fragments = sorted(fragments, key=lambda fragment: fragment.start)
+    separators = [
+        _Fragment(before.end, after.start, None)
+        for before, after in zip(fragments, fragments[1:])
+        if _BOX_SEPARATOR.fullmatch(text, before.end, after.start)
+    ]
     markers = [_Fragment(*match.span(), None) for match in _CHUNK_MARKER.finditer(text)]
-    removed = _without(text, 0, len(text), sorted(fragments + markers, key=lambda fragment: fragment.start))
+    removed = _without(text, 0, len(text), sorted(fragments + separators + markers, key=lambda item: item.start))
     lines = (re.sub(r" (?=[,.;:!?](?:\s|$))", "", " ".join(line.split())) for line in removed.splitlines())
     return "\n".join(lines).strip()
 
