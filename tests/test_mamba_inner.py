@@ -187,6 +187,27 @@ def test_bfloat16_model_trains_through_the_fused_path(inner_calls):
     assert relative_error(logits16, logits32) < 3e-2
 
 
+def test_autocast_training_through_the_fused_path(inner_calls, monkeypatch):
+    # What `Trainer(bf16=True)` does on CPU: bf16 matmuls under autocast, the scan still in fp32.
+    model = tiny_mamba()
+    ids = torch.randint(0, 97, (2, 30), generator=torch.Generator().manual_seed(7))
+    mask = torch.ones_like(ids)
+    mask[0, :5] = 0
+
+    def loss():
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            value = model(ids, attention_mask=mask, labels=ids).loss
+        value.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+        return value.item()
+
+    fused = loss()
+    assert len(inner_calls) == 2
+    without_fused_path(monkeypatch)
+    assert abs(fused - loss()) < 1e-2 * abs(fused)
+
+
 def test_direct_call_without_a_mixer_has_the_kernel_semantics():
     # Outside a mixer there is no mask: the result is the mixer's on an unpadded batch.
     model = tiny_mamba().eval()
