@@ -12,25 +12,27 @@ setup(
     license="Apache-2.0",
     packages=find_packages(include=["vlmamba", "vlmamba.*"]),
     python_requires=">=3.10",
+    # Ranges for library users. Each upper bound is the newest release line that `.ci/run` tests (the lock and
+    # the newest releases inside these ranges); the exact tested set is requirements-lock.txt.
     install_requires=[
-        "torch>=2.4,<2.16",
-        "torchvision",
-        "transformers>=5.23,<6",
-        "tokenizers>=0.22",
-        "huggingface_hub>=1.0",
-        "accelerate>=1.0",
-        "peft>=0.17",
-        "datasets>=4.7",  # the Json feature (mixed-type columns of mixtures and shapes)
-        "evaluate>=0.4",
-        "pycocoevalcap>=1.2",  # CIDEr
-        "timm>=1.0.15",
-        "safetensors",
-        "pillow",
-        "numpy",
-        "matplotlib>=3.7",  # the retrieval experiment's plot
+        "torch>=2.4,<2.15",
+        "torchvision<0.30",
+        "transformers>=5.24,<5.25",  # 5.24: every model takes and returns its cache as `cache`
+        "tokenizers>=0.22,<0.24",
+        "huggingface_hub>=1.0,<3",
+        "accelerate>=1.0,<2",
+        "peft>=0.17,<0.22",
+        "datasets>=4.7,<6",  # 4.7: the Json feature (mixed-type columns of mixtures and shapes)
+        "evaluate>=0.4,<0.5",
+        "pycocoevalcap>=1.2,<1.3",  # CIDEr
+        "timm>=1.0.15,<1.1",
+        "safetensors<1",
+        "pillow<14",
+        "numpy<3",
+        "matplotlib>=3.7,<4",  # the retrieval experiment's plot
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-xdist", "hypothesis", "ruff"],
+        "dev": ["pytest>=8,<10", "pytest-xdist<4", "hypothesis<7", "ruff<0.18"],
         "cuda": ["mamba-ssm>=2.2", "causal-conv1d>=1.4"],
     },
     entry_points={"console_scripts": ["vlmamba=vlmamba.cli:main"]},

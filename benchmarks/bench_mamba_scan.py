@@ -208,10 +208,9 @@ def _measure(
         _emit("done", seconds=first, runs=1, single_run=True)
 
 
-def _decode(model: torch.nn.Module, input_ids: torch.Tensor, system: str) -> None:
+def _decode(model: torch.nn.Module, input_ids: torch.Tensor) -> None:
     """Prefills every context of `DECODE_CONTEXTS` with its own cache, then times single-token steps that feed each
     cache back, alternating between the contexts so that a slow spell of the machine hits all of them alike."""
-    cache_key = "past_key_values" if system == "neox" else "cache_params"
     with torch.inference_mode():
         outputs = {context: model(input_ids[:, :context], use_cache=True) for context in DECODE_CONTEXTS}
         step_times: dict[int, list[float]] = {context: [] for context in DECODE_CONTEXTS}
@@ -220,7 +219,7 @@ def _decode(model: torch.nn.Module, input_ids: torch.Tensor, system: str) -> Non
                 out = outputs[context]
                 token = out.logits[:, -1:].argmax(-1)
                 start = time.perf_counter()
-                outputs[context] = model(token, use_cache=True, **{cache_key: getattr(out, cache_key)})
+                outputs[context] = model(token, use_cache=True, cache=out.cache)
                 if step >= DECODE_WARMUP_STEPS:
                     step_times[context].append(time.perf_counter() - start)
     medians = {context: 1000 * statistics.median(times) for context, times in step_times.items()}
@@ -269,7 +268,7 @@ def run_child(spec: dict) -> None:
 
                 _measure(prefill_step, spec, work_start, after=lambda: None)
             else:
-                _decode(model, input_ids, system)
+                _decode(model, input_ids)
     except Unavailable as reason:
         _emit("unavailable", reason=str(reason))
 

@@ -183,11 +183,12 @@ def test_builder_errors(components):
 
 
 @pytest.mark.slow
-def test_cli_demo_runs_offline(tmp_path):
+def test_cli_demo_runs_offline_with_a_relative_output_folder(tmp_path, monkeypatch):
     from vlmamba.cli import main
 
-    assert main(["demo", "--output-dir", str(tmp_path), "--max-new-tokens", "4"]) == 0
-    assert (tmp_path / "mamba-vl-tiny" / "modeling_vlmamba.py").exists()
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--output-dir", "outputs/demo", "--max-new-tokens", "4"]) == 0
+    assert (tmp_path / "outputs" / "demo" / "mamba-vl-tiny" / "modeling_vlmamba.py").exists()
 
 
 def test_images_in_any_array_layout_reach_the_model(saved):

@@ -7,9 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from transformers import DynamicCache
 
 from tests.tiny import make_model, make_processor
 from vlmamba import MambaVLConfig, PythiaVLConfig
+from vlmamba.modeling_vlmamba import VLCausalLMOutputWithPast, VLModelOutputWithPast
 from vlmamba.toy import text_config, vision_configs
 
 
@@ -92,6 +94,48 @@ def test_cached_generation_equals_full_forward_step_by_step(processor, family):
             torch.testing.assert_close(out.logits[step], logits, atol=1e-4, rtol=1e-4)
             ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
     assert out.sequences.tolist() == ids.tolist()
+
+
+@pytest.mark.parametrize("output_class", [VLModelOutputWithPast, VLCausalLMOutputWithPast])
+@pytest.mark.parametrize("name", ["cache", "past_key_values", "cache_params"])
+def test_output_classes_take_cache_and_its_deprecated_names(output_class, name):
+    cache = DynamicCache()
+    output = output_class(**{name: cache})
+    assert output.cache is cache and output["cache"] is cache and output.to_tuple() == (cache,)
+    assert list(output.keys()) == ["cache"]
+    assert output.past_key_values is cache and output.cache_params is cache  # transformers' read-only aliases
+    with pytest.raises(ValueError, match="cannot specify both"):
+        output_class(cache=cache, past_key_values=cache)
+
+
+def test_older_transformers_is_refused_by_name(monkeypatch):
+    import importlib.metadata
+
+    from vlmamba import modeling_vlmamba
+
+    modeling_vlmamba.check_transformers_version()
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "5.23.0")
+    with pytest.raises(ImportError, match=r"transformers>=5\.24 is required .* found transformers==5\.23\.0"):
+        modeling_vlmamba.check_transformers_version()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("name", ["past_key_values", "cache_params"])
+def test_deprecated_cache_argument_names_warn_and_continue_the_cache(processor, family, name):
+    model = make_model(family, processor)
+    inputs = batch(processor, ["<image>what colour is the circle?"], images(1))
+    step = {"input_ids": torch.tensor([[5]]), "use_cache": True}
+    if family == "pythia":
+        step["attention_mask"] = torch.ones(1, inputs["input_ids"].shape[1] + 1, dtype=torch.long)
+    with torch.no_grad():
+        expected = model(**step, cache=model(**inputs, use_cache=True).cache).logits
+        cache = model(**inputs, use_cache=True).cache
+        with pytest.warns(FutureWarning, match=f"`{name}` is deprecated"):
+            logits = model(**step, **{name: cache}).logits
+        full = model(input_ids=torch.cat([inputs["input_ids"], step["input_ids"]], 1),
+                     pixel_values=inputs["pixel_values"], use_cache=False).logits[:, -1:]
+    torch.testing.assert_close(logits, expected, rtol=0, atol=0)
+    torch.testing.assert_close(logits, full, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

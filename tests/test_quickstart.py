@@ -1,10 +1,12 @@
 """The offline quickstart: data, scoring, the blind baseline, and the whole run at a toy budget."""
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from vlmamba import quickstart
 from vlmamba.cli import main
 from vlmamba.quickstart import (
     MAX_NEW_TOKENS,
@@ -116,12 +118,34 @@ def test_config_errors_name_the_field(kwargs, message):
 
 
 @pytest.mark.slow
-def test_quickstart_runs_end_to_end(tmp_path, capsys):
-    output = tmp_path / "quickstart"
-    code = main(["quickstart", "--output-dir", str(output), "--steps", "2", "--train-scenes", "12", "--eval-scenes",
-                 "4", "--no-progress"])
+def test_quickstart_runs_end_to_end_and_a_failed_evaluation_keeps_the_trained_models(tmp_path, capsys, monkeypatch):
+    # As the README runs it: a relative output folder, from the working directory.
+    monkeypatch.chdir(tmp_path)
+    command = ["quickstart", "--output-dir", "outputs/quickstart", "--steps", "2", "--train-scenes", "12",
+               "--eval-scenes", "4", "--no-progress"]
+    output = tmp_path / "outputs" / "quickstart"
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("generation failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(quickstart, "generate_in_fresh_process", failing)
+        with pytest.raises(SystemExit, match="Evaluating Mamba-VL failed: generation failed") as failure:
+            main(command)
+    assert "run the same command again" in str(failure.value)
+    for family in ("mamba", "pythia"):
+        assert str(Path("outputs/quickstart") / f"{family}-vl-shapes") in str(failure.value)
+        assert (output / f"{family}-vl-shapes" / quickstart.TRAINING_RECORD).exists()
+    capsys.readouterr()
+
+    def trained_again(*args, **kwargs):
+        raise AssertionError("the saved models were trained again")
+
+    monkeypatch.setattr(quickstart, "train", trained_again)
+    code = main(command)
     assert code == 0
     printed = capsys.readouterr().out
+    assert printed.count("reusing the model trained with these settings") == 2
     results = json.loads((output / "results.json").read_text())
     assert printed.strip().endswith(f"({results['seconds']:.0f} s in all).")
     assert results_table(results) in printed

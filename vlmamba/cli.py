@@ -29,7 +29,10 @@ def _quickstart(args) -> int:
         seed=args.seed,
         families=tuple(args.families.split(",")),
     )
-    results = run_quickstart(args.output_dir, config, progress=not args.no_progress)
+    try:
+        results = run_quickstart(args.output_dir, config, progress=not args.no_progress)
+    except RuntimeError as error:
+        raise SystemExit(f"vlmamba quickstart: {error}") from error
     print()
     print(results_table(results))
     print(

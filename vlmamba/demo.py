@@ -3,21 +3,19 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .fresh_process import run_without_vlmamba
 from .toy import tiny_model, tiny_processor
 
 
 # Runs in a fresh interpreter in which `import vlmamba` fails, so only the code saved next to the weights is used.
 _FRESH_PROCESS_SCRIPT = r"""
 import json, sys
-sys.modules["vlmamba"] = None
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 model_dir, image_path, prompt, max_new_tokens = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -36,17 +34,10 @@ def generate_in_fresh_process(model_dir, image_path, prompt: str, max_new_tokens
 
     Returns a dict with the loaded class name and module, the new token ids and the decoded text.
     """
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", _FRESH_PROCESS_SCRIPT, str(model_dir), str(image_path), prompt, str(max_new_tokens)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(Path(model_dir).parent),
+    stdout = run_without_vlmamba(
+        _FRESH_PROCESS_SCRIPT, [Path(model_dir), Path(image_path), prompt, max_new_tokens], f"Loading {model_dir}"
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"Loading {model_dir} in a fresh process failed:\n{result.stderr[-4000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def demo_image(size: int = 96, seed: int = 0) -> Image.Image:

@@ -27,13 +27,17 @@ import contextlib
 import contextvars
 import functools
 import importlib.util
+import inspect
 
 import torch
 from transformers.models.mamba import modeling_mamba
+from transformers.utils import logging
 
 from .mamba_inner import mamba_inner
 from .selective_scan import selective_scan
 
+
+logger = logging.get_logger(__name__)
 
 KERNEL_ENTRY_POINTS = (
     "mamba_inner_fn",
@@ -47,6 +51,8 @@ _scan_implementation = "auto"
 # The mixer whose forward is running and the attention mask it was given: `mamba_inner_fn`'s interface carries
 # neither, and the fused path needs the mask (applied after the convolution) and the mixer's options.
 _current_mixer = contextvars.ContextVar("vlmamba_current_mixer", default=None)
+# Recorded in place of the mask when the mixer's signature names none: the fused path then stays off.
+_UNKNOWN_MASK = object()
 
 
 def set_scan_implementation(name: str) -> None:
@@ -131,7 +137,7 @@ def _inner_dispatching(entry_point):
             return entry_point(*args, **kwargs)
         mixer, mask = _current_mixer.get() or (None, None)
         # transformers' PyTorch entry point returns None, which makes the mixer run its own path.
-        if _use_pytorch_path(mixer is not None and mixer.use_mambapy) or not _fusable(mixer):
+        if _use_pytorch_path(mixer is not None and mixer.use_mambapy) or mask is _UNKNOWN_MASK or not _fusable(mixer):
             return torch_path(*args, **kwargs)
         return mamba_inner(*args, mask=mask, **kwargs)
 
@@ -154,13 +160,30 @@ def _fusable(mixer) -> bool:
 
 
 def _recording_mixer(forward):
+    """Wraps `MambaMixer.forward` to record the mixer and its padding mask; every argument passes through unchanged.
+    The mask is found by name in the wrapped signature, so a renamed cache argument cannot break the wrapper; should
+    the mask itself be renamed, the mixer is recorded with an unknown mask and runs its own code."""
+    parameters = list(inspect.signature(forward).parameters)
+    mask_position = parameters.index("attention_mask") - 1 if "attention_mask" in parameters else None
+    if mask_position is None:
+        logger.warning_once(
+            "transformers' MambaMixer.forward takes no `attention_mask` argument; vlmamba's fused training path is "
+            "disabled and the mixer runs its own code."
+        )
+
     @functools.wraps(forward)
-    def mixer_forward(self, hidden_states, cache_params=None, attention_mask=None, **kwargs):
+    def mixer_forward(self, *args, **kwargs):
         if torch.compiler.is_compiling():
-            return forward(self, hidden_states, cache_params=cache_params, attention_mask=attention_mask, **kwargs)
-        token = _current_mixer.set((self, attention_mask))
+            return forward(self, *args, **kwargs)
+        if mask_position is None:
+            mask = _UNKNOWN_MASK
+        elif "attention_mask" in kwargs:
+            mask = kwargs["attention_mask"]
+        else:
+            mask = args[mask_position] if mask_position < len(args) else None
+        token = _current_mixer.set((self, mask))
         try:
-            return forward(self, hidden_states, cache_params=cache_params, attention_mask=attention_mask, **kwargs)
+            return forward(self, *args, **kwargs)
         finally:
             _current_mixer.reset(token)
 

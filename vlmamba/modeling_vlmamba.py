@@ -12,6 +12,8 @@ from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import logging
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.versions import require_version
 
 from .configuration_vlmamba import MambaVLConfig, PythiaVLConfig, VLMambaConfig
 from .mamba_kernels import install_device_dispatch
@@ -19,6 +21,20 @@ from .mamba_kernels import install_device_dispatch
 
 logger = logging.get_logger(__name__)
 
+# The first release in which every model takes and returns its cache as `cache`.
+MIN_TRANSFORMERS_VERSION = "5.24"
+
+
+def check_transformers_version() -> None:
+    """Raises an `ImportError` naming the installed release when transformers is older than the models need."""
+    require_version(
+        f"transformers>={MIN_TRANSFORMERS_VERSION}",
+        f"Mamba-VL and Pythia-VL pass their cache as `cache`, which needs transformers {MIN_TRANSFORMERS_VERSION} or "
+        f"newer: pip install -U 'transformers>={MIN_TRANSFORMERS_VERSION}'.",
+    )
+
+
+check_transformers_version()
 install_device_dispatch()
 
 
@@ -30,10 +46,9 @@ class VLModelOutputWithPast(ModelOutput):
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
             Final hidden states of the language model.
-        past_key_values (`Cache`, *optional*):
-            Key/value cache of Pythia-VL, returned when `use_cache=True`.
-        cache_params (`Cache`, *optional*):
-            Convolution and recurrent states of Mamba-VL, returned when `use_cache=True`.
+        cache (`Cache`, *optional*):
+            Returned when `use_cache=True`: the convolution and recurrent states of Mamba-VL, the key/value cache of
+            Pythia-VL. (`past_key_values` and `cache_params` are deprecated names of this field.)
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
             Hidden states of every language-model layer, when `output_hidden_states=True`.
         attentions (`tuple(torch.FloatTensor)`, *optional*):
@@ -43,8 +58,7 @@ class VLModelOutputWithPast(ModelOutput):
     """
 
     last_hidden_state: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    cache_params: Cache | None = None
+    cache: Cache | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
     image_hidden_states: torch.FloatTensor | None = None
@@ -60,14 +74,13 @@ class VLCausalLMOutputWithPast(ModelOutput):
             Next-token cross-entropy over the positions whose label is not -100, when `labels` are given.
         logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`):
             Language-model head scores.
-        past_key_values, cache_params, hidden_states, attentions, image_hidden_states:
+        cache, hidden_states, attentions, image_hidden_states:
             As in [`VLModelOutputWithPast`].
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    cache_params: Cache | None = None
+    cache: Cache | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
     image_hidden_states: torch.FloatTensor | None = None
@@ -99,7 +112,6 @@ class VLMambaPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
-    _skip_keys_device_placement = ["past_key_values", "cache_params"]
     _no_split_modules = []
 
     @torch.no_grad()
@@ -125,7 +137,6 @@ class VLMambaModel(VLMambaPreTrainedModel):
     language model and its cache.
     """
 
-    _cache_name = "past_key_values"
     # Loading the headless model from a checkpoint of the full model leaves the head out on purpose.
     _keys_to_ignore_on_load_unexpected = [r"^lm_head\."]
 
@@ -232,14 +243,15 @@ class VLMambaModel(VLMambaPreTrainedModel):
         image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
         return inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), image_features)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         pixel_values: torch.FloatTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
-        cache_params: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
@@ -256,8 +268,8 @@ class VLMambaModel(VLMambaPreTrainedModel):
             attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
                 1 for real tokens, 0 for padding.
             position_ids (`torch.LongTensor`, *optional*): Pythia-VL only.
-            past_key_values (`Cache`, *optional*): Pythia-VL's key/value cache.
-            cache_params (`Cache`, *optional*): Mamba-VL's recurrent cache.
+            cache (`Cache`, *optional*):
+                Mamba-VL's recurrent states or Pythia-VL's key/value cache, as returned by an earlier call.
             inputs_embeds (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`, *optional*):
                 Embeddings instead of `input_ids`; placeholder positions are found by their embedding.
         """
@@ -266,7 +278,6 @@ class VLMambaModel(VLMambaPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if use_cache is None:
             use_cache = self.config.use_cache and not self.training
-        cache = cache_params if cache_params is not None else past_key_values
 
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
@@ -282,23 +293,25 @@ class VLMambaModel(VLMambaPreTrainedModel):
                 "processor returned."
             )
 
-        lm_kwargs = {"attention_mask": attention_mask, "use_cache": use_cache, "return_dict": True}
-        if output_hidden_states is not None:
-            lm_kwargs["output_hidden_states"] = output_hidden_states
-        if self._cache_name == "cache_params":
-            lm_kwargs["cache_params"] = cache
-        else:
-            lm_kwargs.update(past_key_values=cache, position_ids=position_ids)
-            if output_attentions is not None:
-                lm_kwargs["output_attentions"] = output_attentions
-        outputs = self.language_model(inputs_embeds=inputs_embeds, **lm_kwargs, **kwargs)
+        # Options left unset keep the language model's own defaults.
+        options = {"position_ids": position_ids, "output_hidden_states": output_hidden_states,
+                   "output_attentions": output_attentions}
+        outputs = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            cache=cache,
+            use_cache=use_cache,
+            return_dict=True,
+            **{name: value for name, value in options.items() if value is not None},
+            **kwargs,
+        )
 
         output = VLModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
+            cache=outputs.cache if use_cache else None,
             hidden_states=outputs.hidden_states,
             attentions=getattr(outputs, "attentions", None),
             image_hidden_states=image_features,
-            **{self._cache_name: getattr(outputs, self._cache_name, None) if use_cache else None},
         )
         return output if return_dict else output.to_tuple()
 
@@ -392,14 +405,15 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
             self.config.auto_map = auto_map
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         pixel_values: torch.FloatTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
-        cache_params: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -441,8 +455,7 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
             pixel_values=pixel_values,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
-            cache_params=cache_params,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
@@ -464,8 +477,7 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         output = VLCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
-            cache_params=outputs.cache_params,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             image_hidden_states=outputs.image_hidden_states,
@@ -479,7 +491,6 @@ class MambaVLModel(VLMambaModel):
     config_class = MambaVLConfig
     # Units that device maps and FSDP's auto-wrap keep whole.
     _no_split_modules = ["MambaBlock"]
-    _cache_name = "cache_params"
     _is_stateful = True
 
 
@@ -497,7 +508,7 @@ class PythiaVLModel(VLMambaModel):
 class MambaVLForConditionalGeneration(VLMambaForConditionalGeneration):
     """
     Mamba-VL: vision tower + connector + Mamba language model with tied input/output embeddings. `generate()`
-    keeps the recurrent state in `cache_params`; images are encoded once, at the prefill step.
+    keeps the recurrent states in `cache`; images are encoded once, at the prefill step.
     """
 
     config_class = MambaVLConfig
@@ -507,12 +518,13 @@ class MambaVLForConditionalGeneration(VLMambaForConditionalGeneration):
     _is_stateful = True
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embeddings.weight"}
 
+    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache")
     def prepare_inputs_for_generation(
         self,
         input_ids,
         inputs_embeds=None,
         use_cache=None,
-        cache_params: Cache | None = None,
+        cache: Cache | None = None,
         attention_mask: torch.LongTensor | None = None,
         is_first_iteration: bool | None = False,
         **kwargs,
@@ -521,7 +533,7 @@ class MambaVLForConditionalGeneration(VLMambaForConditionalGeneration):
             input_ids,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
-            cache_params=cache_params,
+            cache=cache,
             attention_mask=attention_mask,
             is_first_iteration=is_first_iteration,
             **kwargs,
@@ -536,7 +548,7 @@ class MambaVLForConditionalGeneration(VLMambaForConditionalGeneration):
 class PythiaVLForConditionalGeneration(VLMambaForConditionalGeneration):
     """
     Pythia-VL: vision tower + connector + GPT-NeoX language model with an untied head. `generate()` uses the
-    key/value cache in `past_key_values`; images are encoded once, at the prefill step.
+    key/value cache in `cache`; images are encoded once, at the prefill step.
     """
 
     config_class = PythiaVLConfig

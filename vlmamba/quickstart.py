@@ -24,9 +24,6 @@ right after the image, and the image is learnt from there.
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +31,7 @@ from pathlib import Path
 import torch
 
 from .collator import VLMambaDataCollator
+from .fresh_process import run_without_vlmamba
 from .grounding import draw_boxes, grounding_accuracy
 from .model_card import write_model_card
 from .shapes import chance_levels, make_shapes_dataset
@@ -181,7 +179,6 @@ def train(model, processor, dataset, config: QuickstartConfig, output_dir, progr
 # Runs in a fresh interpreter in which `import vlmamba` fails: only the code saved in the folder is used.
 _FRESH_PROCESS_SCRIPT = r"""
 import json, sys
-sys.modules["vlmamba"] = None
 import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -223,18 +220,10 @@ def generate_in_fresh_process(folder, items: list[dict], work_dir, batch_size: i
     work_dir = Path(work_dir)
     requests_path = work_dir / f"{desc or 'requests'}.requests.json"
     outputs_path = work_dir / f"{desc or 'requests'}.outputs.json"
+    # The child runs elsewhere: image paths relative to this process's working directory are made absolute.
+    items = [{**item, "image": str(Path(item["image"]).resolve())} for item in items]
     requests_path.write_text(json.dumps({"items": items, "batch_size": batch_size, "desc": desc}))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(
-        [sys.executable, "-c", _FRESH_PROCESS_SCRIPT, str(folder), str(requests_path), str(outputs_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=str(work_dir),
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"Loading {folder} in a fresh process failed:\n{result.stderr[-4000:]}")
+    run_without_vlmamba(_FRESH_PROCESS_SCRIPT, [Path(folder), requests_path, outputs_path], f"Generating with {folder}")
     return json.loads(outputs_path.read_text())
 
 
@@ -348,8 +337,16 @@ def draw_examples(rows, outputs, path, limit: int = 8) -> Path:
     return path
 
 
+# Written into each saved folder after training; a later run with the same settings reuses the folder.
+TRAINING_RECORD = "quickstart_training.json"
+
+
 def run_quickstart(output_dir, config: QuickstartConfig | None = None, progress: bool = True, log=print) -> dict:
-    """Runs the whole quickstart (see the module docstring); writes `results.json` and returns the same dict."""
+    """Runs the whole quickstart (see the module docstring); writes `results.json` and returns the same dict.
+
+    Every model is trained and saved before any is evaluated. A folder saved by an earlier run with the same settings
+    is reused instead of trained again, so after a failure in a later step the same call redoes only what failed.
+    """
     config = config or QuickstartConfig()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -359,35 +356,69 @@ def run_quickstart(output_dir, config: QuickstartConfig | None = None, progress:
     log(f"Data: {len(train_rows)} training examples from {config.train_scenes} scenes; {len(eval_rows)} held-out "
         f"examples from {config.eval_scenes - repeated} scenes ({repeated} dropped: image seen in training).")
     tokenizer = train_tokenizer(training_texts(train_rows), vocab_size=config.vocab_size)
+    trained = {family: _trained_model(family, tokenizer, train_rows, config, output_dir, progress, log)
+               for family in config.families}
     results = {"config": asdict(config), "families": {}, "chance": chance(eval_rows)}
-    for family in config.families:
-        name = FAMILY_NAMES[family]
-        model, processor = build(family, tokenizer, config)
-        parameters = sum(p.numel() for p in model.parameters())
-        log(f"{name}: {parameters:,} parameters, training {config.steps} steps of {config.batch_size}.")
-        training = train(model, processor, train_rows, config, output_dir / "trainer" / family, progress)
-        folder = output_dir / f"{family}-vl-shapes"
-        model.save_pretrained(folder)
-        processor.save_pretrained(folder)
-        family_result = {"folder": str(folder), "parameters": parameters,
-                         "language_model_parameters": sum(p.numel() for p in model.model.language_model.parameters()),
-                         "training": training}
-        for blind in (False, True):
-            items = evaluation_items(eval_rows, processor, output_dir / "eval_images", blind=blind)
-            desc = f"{family}{'-blind' if blind else ''}"
-            generated = generate_in_fresh_process(folder, items, output_dir, config.eval_batch_size, desc=desc)
-            family_result["blind" if blind else "scores"] = score(eval_rows, generated["outputs"])
-            if not blind:
-                family_result["loaded_class"] = f"{generated['module']}.{generated['class']}"
-                family_result["boxes_png"] = str(draw_examples(eval_rows, generated["outputs"],
-                                                               output_dir / f"{family}_boxes.png"))
-                _write_predictions(output_dir / f"{family}_predictions.jsonl", eval_rows, items, generated["outputs"])
-        write_model_card(folder, model, processor, title=f"{name} (shapes quickstart)", training=training,
-                         config=config, scores=family_result["scores"], blind=family_result["blind"])
-        results["families"][family] = family_result
+    for family, (model, processor, family_result) in trained.items():
+        try:
+            results["families"][family] = _evaluate(family, model, processor, family_result, eval_rows, config,
+                                                    output_dir)
+        except Exception as error:
+            folders = ", ".join(entry["folder"] for _, _, entry in trained.values())
+            raise RuntimeError(
+                f"Evaluating {FAMILY_NAMES[family]} failed: {error}\nThe trained models are saved ({folders}); run "
+                "the same command again to evaluate them without training again."
+            ) from error
     results["seconds"] = round(time.perf_counter() - start, 1)
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def _trained_model(family, tokenizer, train_rows, config, output_dir, progress, log):
+    """The model of `family`, its processor and its result entry: trained and saved, or reused from its folder when
+    an earlier run with the same settings saved it."""
+    name = FAMILY_NAMES[family]
+    folder = output_dir / f"{family}-vl-shapes"
+    record_path = folder / TRAINING_RECORD
+    settings = json.loads(json.dumps(asdict(config)))
+    record = json.loads(record_path.read_text()) if record_path.exists() else None
+    if record is not None and record["config"] == settings:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        log(f"{name}: reusing the model trained with these settings in {folder} (delete the folder to train again).")
+        model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+        return model, AutoProcessor.from_pretrained(folder), record["result"]
+    model, processor = build(family, tokenizer, config)
+    parameters = sum(p.numel() for p in model.parameters())
+    log(f"{name}: {parameters:,} parameters, training {config.steps} steps of {config.batch_size}.")
+    training = train(model, processor, train_rows, config, output_dir / "trainer" / family, progress)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    result = {"folder": str(folder), "parameters": parameters,
+              "language_model_parameters": sum(p.numel() for p in model.model.language_model.parameters()),
+              "training": training}
+    record_path.write_text(json.dumps({"config": settings, "result": result}, indent=2))
+    return model, processor, result
+
+
+def _evaluate(family, model, processor, family_result, eval_rows, config, output_dir) -> dict:
+    """Scores the saved model of `family` on the held-out rows, seeing and blind, and writes its model card."""
+    family_result = dict(family_result)
+    folder = Path(family_result["folder"])
+    for blind in (False, True):
+        items = evaluation_items(eval_rows, processor, output_dir / "eval_images", blind=blind)
+        desc = f"{family}{'-blind' if blind else ''}"
+        generated = generate_in_fresh_process(folder, items, output_dir, config.eval_batch_size, desc=desc)
+        family_result["blind" if blind else "scores"] = score(eval_rows, generated["outputs"])
+        if not blind:
+            family_result["loaded_class"] = f"{generated['module']}.{generated['class']}"
+            family_result["boxes_png"] = str(draw_examples(eval_rows, generated["outputs"],
+                                                           output_dir / f"{family}_boxes.png"))
+            _write_predictions(output_dir / f"{family}_predictions.jsonl", eval_rows, items, generated["outputs"])
+    write_model_card(folder, model, processor, title=f"{FAMILY_NAMES[family]} (shapes quickstart)",
+                     training=family_result["training"], config=config, scores=family_result["scores"],
+                     blind=family_result["blind"])
+    return family_result
 
 
 def _write_predictions(path, rows, items, outputs) -> None:
