@@ -119,8 +119,8 @@ def _scan_selection(system: str, scan_api: bool) -> Iterator[None]:
     if system == "neox":
         yield
     elif system == "noscan" and scan_api:
-        import vlmamba.mamba_inner as inner
-        import vlmamba.mamba_kernels as kernels
+        import vlmamba.models.mamba_inner as inner
+        import vlmamba.models.mamba_kernels as kernels
 
         # The scan is reached from the scan entry point and, in training, from the fused mixer.
         modules = [kernels, inner]
@@ -134,12 +134,12 @@ def _scan_selection(system: str, scan_api: bool) -> Iterator[None]:
             for module, original in zip(modules, originals):
                 module.selective_scan = original
     elif scan_api:
-        from vlmamba.mamba_kernels import scan_implementation
+        from vlmamba.models.mamba_kernels import scan_implementation
 
         with scan_implementation("fast" if system == "fast" else "reference"):
             yield
     elif system in ("fast", "noscan"):
-        raise Unavailable("vlmamba.mamba_kernels.scan_implementation not found")
+        raise Unavailable("vlmamba.models.mamba_kernels.scan_implementation not found")
     else:
         yield
 
@@ -534,12 +534,12 @@ def _git_revision() -> str:
 def _scan_api() -> tuple[bool, str]:
     """Whether vlmamba offers `scan_implementation`; imported here, in the parent, so children need not guess."""
     try:
-        module = importlib.import_module("vlmamba.mamba_kernels")
+        module = importlib.import_module("vlmamba.models.mamba_kernels")
     except Exception as error:  # a broken checkout must not stop the transformers/GPT-NeoX rows
         return False, f"vlmamba not importable ({type(error).__name__}: {error})"
     if hasattr(module, "scan_implementation"):
-        return True, "vlmamba.mamba_kernels.scan_implementation"
-    return False, "vlmamba.mamba_kernels has no scan_implementation: reference rows use unpatched transformers"
+        return True, "vlmamba.models.mamba_kernels.scan_implementation"
+    return False, "vlmamba.models.mamba_kernels has no scan_implementation: reference rows use unpatched transformers"
 
 
 def _machine(

@@ -7,8 +7,8 @@ from PIL import Image
 from transformers.loss.loss_utils import ForCausalLMLoss
 
 from tests.tiny import make_model, make_processor
-from vlmamba.collator import VLMambaDataCollator
-from vlmamba.tasks import build_prompt
+from vlmamba.data.collator import VLMambaDataCollator
+from vlmamba.models.tasks import build_prompt
 
 
 def picture(seed=0, size=(40, 30)):

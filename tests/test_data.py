@@ -24,7 +24,7 @@ from vlmamba.data import (
     mix_sources,
     open_image,
 )
-from vlmamba.tasks import build_prompt
+from vlmamba.models.tasks import build_prompt
 
 
 EOS = "<|endoftext|>"

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from vlmamba.data import SOURCES, load_nocaps, load_textcaps
-from vlmamba.tasks import build_prompt
+from vlmamba.models.tasks import build_prompt
 
 
 def write_json(path: Path, data) -> Path:

@@ -26,9 +26,9 @@ from vlmamba.evaluation import (
     read_predictions,
     results_table,
 )
-from vlmamba.metrics import METRICS
+from vlmamba.evaluation.metrics import METRICS
+from vlmamba.models.tasks import MAX_NEW_TOKENS, build_prompt
 from vlmamba.predict import load_model
-from vlmamba.tasks import MAX_NEW_TOKENS, build_prompt
 
 
 NAMES = [
@@ -263,7 +263,7 @@ def test_registry_has_the_benchmarks_and_the_reference_lengths():
         assert benchmark.max_new_tokens == REFERENCE_LENGTHS[name], name
         assert benchmark.metric in METRICS
         assert benchmark.loader in data.SOURCES.values()
-    # The task defaults of `vlmamba.tasks` are the first benchmark's of each task.
+    # The task defaults of `vlmamba.models.tasks` are the first benchmark's of each task.
     assert BENCHMARKS["coco"].max_new_tokens == MAX_NEW_TOKENS["captioning"]
     assert BENCHMARKS["vqav2"].max_new_tokens == MAX_NEW_TOKENS["vqa"]
     assert BENCHMARKS["refcoco_testa"].max_new_tokens == MAX_NEW_TOKENS["grounding"]

@@ -11,17 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vlmamba.grounding import (
-    BoxFormat,
-    GroundedBox,
-    box_iou,
-    draw_boxes,
-    format_box,
-    grounding_accuracy,
-    normalize_box,
-    parse_grounding,
-    strip_boxes,
-)
+from vlmamba.evaluation.boxes import box_iou, draw_boxes, grounding_accuracy
+from vlmamba.models.boxes import BoxFormat, GroundedBox, format_box, normalize_box, parse_grounding, strip_boxes
 
 
 LOCATION = BoxFormat("location", num_bins=10)

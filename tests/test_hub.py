@@ -1,6 +1,9 @@
 """Save/load through the Auto classes, remote code in a process without vlmamba, the pipeline, and the builder."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +26,7 @@ from transformers import (
     pipeline,
 )
 
+import vlmamba.models
 from tests.tiny import make_tokenizer, save_tiny
 from vlmamba import (
     MambaVLForConditionalGeneration,
@@ -33,10 +37,11 @@ from vlmamba import (
     build_from_components,
     build_from_preset,
 )
-from vlmamba.demo import demo_image, generate_in_fresh_process
+from vlmamba.experiments.demo import demo_image, generate_in_fresh_process
 from vlmamba.toy import text_config, vision_configs
 
 
+MODELS_DIR = Path(vlmamba.models.__file__).parent
 HEADS = {"mamba": MambaVLForConditionalGeneration, "pythia": PythiaVLForConditionalGeneration}
 BASES = {"mamba": MambaVLModel, "pythia": PythiaVLModel}
 PROMPT = "<image>Provide a one-sentence caption for the provided image."
@@ -63,9 +68,9 @@ def test_save_pretrained_writes_code_and_auto_map(saved):
     assert config["model_type"] == f"{family}_vl"
     processor_config = json.loads((directory / "processor_config.json").read_text())
     assert processor_config["auto_map"]["AutoProcessor"] == "processing_vlmamba.VLMambaProcessor"
-    for name in ("configuration_vlmamba.py", "modeling_vlmamba.py", "processing_vlmamba.py",
-                 "image_processing_vlmamba.py", "mamba_kernels.py", "selective_scan.py", "grounding.py", "tasks.py"):
-        assert (directory / name).exists(), name
+    # The code that ships is exactly the models package.
+    shipped = {path.name for path in directory.glob("*.py")}
+    assert shipped == {path.name for path in MODELS_DIR.glob("*.py")} - {"__init__.py"}
 
 
 def test_auto_classes_reload_identical_logits(saved):
@@ -198,3 +203,21 @@ def test_images_in_any_array_layout_reach_the_model(saved):
     outputs = [processor(images=[v], text=[PROMPT], return_tensors="pt")["pixel_values"] for v in variants]
     for other in outputs[1:]:
         torch.testing.assert_close(outputs[0], other, atol=1e-5, rtol=0)
+
+
+def test_models_package_imports_alone_without_the_rest_of_vlmamba(tmp_path):
+    # A copy of the folder under another name, in a process where `import vlmamba` fails: what remote code gets.
+    package = tmp_path / "shipped"
+    package.mkdir()
+    for path in MODELS_DIR.glob("*.py"):
+        (package / path.name).write_text(path.read_text())
+    script = (
+        'import sys; sys.modules["vlmamba"] = None\n'
+        "import importlib, pathlib\n"
+        "for path in sorted(pathlib.Path('shipped').glob('*.py')):\n"
+        "    importlib.import_module('shipped.' + path.stem if path.stem != '__init__' else 'shipped')\n"
+        "print('imported')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "imported"

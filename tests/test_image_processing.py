@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 
-MODULE_PATH = Path(__file__).resolve().parents[1] / "vlmamba" / "image_processing_vlmamba.py"
+MODULE_PATH = Path(__file__).resolve().parents[1] / "vlmamba" / "models" / "image_processing_vlmamba.py"
 
 
 def _load_module():

@@ -7,9 +7,9 @@ from transformers import MambaConfig, MambaForCausalLM
 from transformers.models.mamba import modeling_mamba
 
 import vlmamba  # noqa: F401  (installs the dispatch)
-import vlmamba.mamba_kernels as kernels
-from vlmamba.mamba_inner import causal_conv1d_silu, mamba_inner
-from vlmamba.mamba_kernels import scan_implementation
+import vlmamba.models.mamba_kernels as kernels
+from vlmamba.models.mamba_inner import causal_conv1d_silu, mamba_inner
+from vlmamba.models.mamba_kernels import scan_implementation
 
 
 def relative_error(value, reference):

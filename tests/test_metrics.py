@@ -1,5 +1,5 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
-"""The evaluation metrics (`vlmamba.metrics`): hand-computed scores, answer parsing, loading, errors."""
+"""The evaluation metrics (`vlmamba.evaluation.metrics`): hand-computed scores, answer parsing, loading, errors."""
 
 import math
 import random
@@ -13,14 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycocoevalcap.cider.cider import Cider
 
-import vlmamba.metrics
+import vlmamba.evaluation.metrics
 from vlmamba import evaluation
-from vlmamba.metrics import METRICS, load, normalize_vqa_answer
-from vlmamba.metrics.cider import cider as cider_module
-from vlmamba.metrics.image_text_match.image_text_match import parse_true_false
-from vlmamba.metrics.multiple_choice.multiple_choice import parse_option_letter
-from vlmamba.metrics.pope.pope import parse_yes_no
-from vlmamba.metrics.vqa_accuracy import vqa_accuracy as vqa_module
+from vlmamba.evaluation.metrics import METRICS, load, normalize_vqa_answer
+from vlmamba.evaluation.metrics.cider import cider as cider_module
+from vlmamba.evaluation.metrics.image_text_match.image_text_match import parse_true_false
+from vlmamba.evaluation.metrics.multiple_choice.multiple_choice import parse_option_letter
+from vlmamba.evaluation.metrics.pope.pope import parse_yes_no
+from vlmamba.evaluation.metrics.vqa_accuracy import vqa_accuracy as vqa_module
 
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -61,11 +61,13 @@ def compute(name, predictions, references, **kwargs):
 
 def test_metric_names_are_the_folders():
     folders = {
-        path.parent.name for path in Path(vlmamba.metrics.__file__).parent.glob("*/*.py") if path.stem != "__init__"
+        path.parent.name
+        for path in Path(vlmamba.evaluation.metrics.__file__).parent.glob("*/*.py")
+        if path.stem != "__init__"
     }
     assert set(METRICS) == folders
     for name in METRICS:
-        assert (vlmamba.metrics.metric_path(name) / f"{name}.py").is_file()
+        assert (vlmamba.evaluation.metrics.metric_path(name) / f"{name}.py").is_file()
 
 
 @pytest.mark.parametrize("name", METRICS)
@@ -92,7 +94,7 @@ def test_load_offline(name, monkeypatch):
 
 
 def test_load_is_evaluate_load_of_the_folder():
-    metric = evaluate.load(str(vlmamba.metrics.METRICS_DIR / "pope"))
+    metric = evaluate.load(str(vlmamba.evaluation.metrics.METRICS_DIR / "pope"))
     assert metric.compute(predictions=["no"], references=["no"])["accuracy"] == 100.0
     assert type(metric).__name__ == type(load("pope")).__name__
 
@@ -123,7 +125,7 @@ def test_citations_where_they_exist():
 
 
 def test_normalize_vqa_answer_is_the_module_function():
-    assert vlmamba.metrics.normalize_vqa_answer is vqa_module.normalize_vqa_answer
+    assert vlmamba.evaluation.metrics.normalize_vqa_answer is vqa_module.normalize_vqa_answer
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from transformers import DynamicCache
 
 from tests.tiny import make_model, make_processor
 from vlmamba import MambaVLConfig, PythiaVLConfig
-from vlmamba.modeling_vlmamba import VLCausalLMOutputWithPast, VLModelOutputWithPast
+from vlmamba.models.modeling_vlmamba import VLCausalLMOutputWithPast, VLModelOutputWithPast
 from vlmamba.toy import text_config, vision_configs
 
 
@@ -111,7 +111,7 @@ def test_output_classes_take_cache_and_its_deprecated_names(output_class, name):
 def test_older_transformers_is_refused_by_name(monkeypatch):
     import importlib.metadata
 
-    from vlmamba import modeling_vlmamba
+    from vlmamba.models import modeling_vlmamba
 
     modeling_vlmamba.check_transformers_version()
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "5.23.0")

@@ -9,8 +9,8 @@ from PIL import Image
 
 from tests.tiny import make_processor
 from vlmamba import VLMambaProcessor
-from vlmamba.grounding import BoxFormat, format_box, location_tokens
-from vlmamba.tasks import build_prompt
+from vlmamba.models.boxes import BoxFormat, format_box, location_tokens
+from vlmamba.models.tasks import build_prompt
 
 
 # One query per task item; boxes already normalized (the chat template has no image size).

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vlmamba import quickstart
 from vlmamba.cli import main
-from vlmamba.quickstart import (
+from vlmamba.data.shapes import make_shapes_dataset
+from vlmamba.experiments import quickstart
+from vlmamba.experiments.quickstart import (
     MAX_NEW_TOKENS,
     QuickstartConfig,
     build,
@@ -19,7 +20,6 @@ from vlmamba.quickstart import (
     score,
     training_texts,
 )
-from vlmamba.shapes import make_shapes_dataset
 from vlmamba.toy import train_tokenizer
 
 

@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-import vlmamba.mamba_kernels
+import vlmamba.models.mamba_kernels
 from vlmamba.cli import main
-from vlmamba.retrieval import (
+from vlmamba.experiments.retrieval import (
     FIRST_POSITION_ID,
     QUERY_ID,
     RetrievalConfig,
@@ -200,14 +200,14 @@ def test_curriculum_lengths():
 
 def test_mamba_trains_with_the_fast_scan(monkeypatch):
     calls = []
-    fast = vlmamba.mamba_kernels.mamba_inner
+    fast = vlmamba.models.mamba_kernels.mamba_inner
 
     def counting(*args, **kwargs):
         calls.append(args[0].shape)
         return fast(*args, **kwargs)
 
     # Training runs the fused mixer (convolution, projections and chunked scan) once per layer per step.
-    monkeypatch.setattr(vlmamba.mamba_kernels, "mamba_inner", counting)
+    monkeypatch.setattr(vlmamba.models.mamba_kernels, "mamba_inner", counting)
     config = RetrievalConfig(**TINY)
     model = build_model("mamba", config)
     record = train(model, config)

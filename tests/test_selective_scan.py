@@ -9,8 +9,8 @@ from transformers.models.mamba import modeling_mamba
 
 import vlmamba  # noqa: F401  (installs the dispatch)
 from tests.tiny import make_model, make_processor
-from vlmamba.mamba_kernels import get_scan_implementation, scan_implementation, set_scan_implementation
-from vlmamba.selective_scan import selective_scan, selective_scan_sequential
+from vlmamba.models.mamba_kernels import get_scan_implementation, scan_implementation, set_scan_implementation
+from vlmamba.models.selective_scan import selective_scan, selective_scan_sequential
 
 
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
@@ -193,8 +193,8 @@ def tiny_mamba(seed=0):
 
 
 def test_mixer_runs_the_fast_scan_on_cpu(monkeypatch):
-    import vlmamba.mamba_inner as inner
-    import vlmamba.mamba_kernels as kernels
+    import vlmamba.models.mamba_inner as inner
+    import vlmamba.models.mamba_kernels as kernels
 
     calls = []
     for module in (kernels, inner):  # the scan entry point (prefill) and the fused mixer (training)

@@ -1,4 +1,4 @@
-"""Synthetic shapes scenes, their examples and the dataset (`vlmamba.shapes`)."""
+"""Synthetic shapes scenes, their examples and the dataset (`vlmamba.data.shapes`)."""
 
 import io
 import random
@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlmamba.grounding import parse_grounding
-from vlmamba.shapes import (
+from vlmamba.data.shapes import (
     BACKGROUND,
     COLOURS,
     COLUMNS,
@@ -28,7 +27,8 @@ from vlmamba.shapes import (
     size_range,
     split_by_scene,
 )
-from vlmamba.tasks import build_prompt
+from vlmamba.models.boxes import parse_grounding
+from vlmamba.models.tasks import build_prompt
 
 
 EOS = "<|endoftext|>"

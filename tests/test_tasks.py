@@ -5,8 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vlmamba.grounding import BoxFormat
-from vlmamba.tasks import (
+from vlmamba.models.boxes import BoxFormat
+from vlmamba.models.tasks import (
     MAX_NEW_TOKENS,
     TASK_INSTRUCTIONS,
     TASKS,

@@ -4,7 +4,7 @@ prompts (GQA, TextVQA, POPE, VSR), with the reference's strings written out by h
 
 import pytest
 
-from vlmamba.tasks import build_prompt
+from vlmamba.models.tasks import build_prompt
 
 
 IMG = ("<image>", False)

@@ -25,7 +25,7 @@ from transformers.trainer_utils import get_last_checkpoint
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 import vlmamba  # noqa: E402  (registers the Auto classes)
-from vlmamba.collator import VLMambaDataCollator  # noqa: E402
+from vlmamba.data.collator import VLMambaDataCollator  # noqa: E402
 
 
 logger = logging.getLogger("vlmamba.train")
@@ -126,7 +126,7 @@ def build_model(model_args: ModelArguments, texts=None):
         processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
         model = AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path)
     if model_args.loss_reduction is not None:
-        if model_args.loss_reduction not in vlmamba.configuration_vlmamba.LOSS_REDUCTIONS:
+        if model_args.loss_reduction not in vlmamba.models.configuration_vlmamba.LOSS_REDUCTIONS:
             raise ValueError(f"--loss_reduction must be 'token' or 'sample', got {model_args.loss_reduction!r}.")
         model.config.loss_reduction = model_args.loss_reduction
     return model, processor
@@ -168,7 +168,7 @@ def select_trainable(model, model_args: ModelArguments):
 def load_data(data_args: DataArguments):
     """Train and eval datasets of structured examples."""
     if data_args.dataset == "shapes":
-        from vlmamba.shapes import make_shapes_dataset
+        from vlmamba.data.shapes import make_shapes_dataset
 
         train = make_shapes_dataset(data_args.shapes_scenes, seed=data_args.shapes_seed)
         evaluation = None
@@ -186,7 +186,7 @@ def load_data(data_args: DataArguments):
 
 def prompt_texts(dataset, normalize_text=True, limit: int = 5000) -> list[str]:
     """The training text of (up to `limit`) examples, for a tiny model's tokenizer to be trained on."""
-    from vlmamba.tasks import DEFAULT_IMAGE_TOKEN, build_prompt
+    from vlmamba.models.tasks import DEFAULT_IMAGE_TOKEN, build_prompt
 
     rows = dataset.select(range(min(limit, len(dataset))))
     if "image" in rows.column_names:

@@ -10,9 +10,9 @@ from transformers import (
 )
 
 from .builder import PRESETS, build_from_components, build_from_preset
-from .configuration_vlmamba import MambaVLConfig, PythiaVLConfig, VLMambaConfig
-from .image_processing_vlmamba import VLMambaImageProcessor, VLMambaImageProcessorPil
-from .modeling_vlmamba import (
+from .models.configuration_vlmamba import MambaVLConfig, PythiaVLConfig, VLMambaConfig
+from .models.image_processing_vlmamba import VLMambaImageProcessor, VLMambaImageProcessorPil
+from .models.modeling_vlmamba import (
     MambaVLForConditionalGeneration,
     MambaVLModel,
     PythiaVLForConditionalGeneration,
@@ -21,7 +21,7 @@ from .modeling_vlmamba import (
     VLMambaModel,
     VLMambaPreTrainedModel,
 )
-from .processing_vlmamba import VLMambaProcessor
+from .models.processing_vlmamba import VLMambaProcessor
 
 
 __version__ = "0.1.0"

@@ -14,10 +14,10 @@ from transformers import (
 )
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from .configuration_vlmamba import MambaVLConfig, PythiaVLConfig, vision_geometry
-from .image_processing_vlmamba import VLMambaImageProcessor
-from .modeling_vlmamba import MambaVLForConditionalGeneration, PythiaVLForConditionalGeneration
-from .processing_vlmamba import VLMambaProcessor
+from .models.configuration_vlmamba import MambaVLConfig, PythiaVLConfig, vision_geometry
+from .models.image_processing_vlmamba import VLMambaImageProcessor
+from .models.modeling_vlmamba import MambaVLForConditionalGeneration, PythiaVLForConditionalGeneration
+from .models.processing_vlmamba import VLMambaProcessor
 
 
 FAMILIES = {

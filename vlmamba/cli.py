@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def _demo(args) -> int:
-    from .demo import run_demo
+    from .experiments.demo import run_demo
 
     rows = run_demo(args.output_dir, max_new_tokens=args.max_new_tokens)
     print(f"{'model':<12} {'params':>8} {'prompt':>7} {'remote class':<34} {'same tokens':<11} text")
@@ -20,7 +20,7 @@ def _demo(args) -> int:
 
 
 def _quickstart(args) -> int:
-    from .quickstart import QuickstartConfig, results_table, run_quickstart
+    from .experiments.quickstart import QuickstartConfig, results_table, run_quickstart
 
     config = QuickstartConfig(
         train_scenes=args.train_scenes,
@@ -43,7 +43,7 @@ def _quickstart(args) -> int:
 
 
 def _retrieval(args) -> int:
-    from .retrieval import RetrievalConfig, results_table, run_retrieval
+    from .experiments.retrieval import RetrievalConfig, results_table, run_retrieval
 
     try:
         lengths = tuple(int(length) for length in args.lengths.split(","))

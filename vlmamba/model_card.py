@@ -64,8 +64,8 @@ def write_model_card(
 ) -> Path:
     """Writes `folder/README.md`: Hub metadata, the architecture, how to load it, and training and evaluation facts.
 
-    `training` is `vlmamba.quickstart.train`'s output (seconds, losses) and `config` the run's settings (a dataclass
-    or dict); `scores` / `blind` are `vlmamba.quickstart.score` dicts (percentages) with the true and swapped images.
+    `training` is `quickstart.train`'s output (seconds, losses) and `config` the run's settings (a dataclass
+    or dict); `scores` / `blind` are `quickstart.score` dicts (percentages) with the true and swapped images.
     """
     folder = Path(folder)
     config_dict = asdict(config) if is_dataclass(config) else dict(config or {})
@@ -92,7 +92,7 @@ def write_model_card(
         losses = training.get("losses") or []
         curve = f" Loss {losses[0]} -> {losses[-1]}." if losses else ""
         training_text = (
-            f"Trained from scratch with `transformers.Trainer` on synthetic shapes scenes (`vlmamba.shapes`): "
+            f"Trained from scratch with `transformers.Trainer` on synthetic shapes scenes (`vlmamba.data.shapes`): "
             f"{settings}; every parameter trained, {training.get('seconds')} s on CPU.{curve}"
         )
     results_text = None

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from .grounding import draw_boxes
-from .tasks import MAX_NEW_TOKENS, TASKS, build_prompt
+from .evaluation.boxes import draw_boxes
+from .models.tasks import MAX_NEW_TOKENS, TASKS, build_prompt
 
 
 # The field of a task's example that the user's prompt fills.

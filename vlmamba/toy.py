@@ -7,8 +7,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from .builder import FAMILIES
-from .image_processing_vlmamba import VLMambaImageProcessor
-from .processing_vlmamba import VLMambaProcessor
+from .models.image_processing_vlmamba import VLMambaImageProcessor
+from .models.processing_vlmamba import VLMambaProcessor
 
 
 EOS = "<|endoftext|>"

@@ -9,7 +9,7 @@ _DESCRIPTION = """\
 Exact match: the percentage of predictions equal to their reference after a light normalisation. By default
 (`normalize="gqa"`, the GQA setting) both are stripped of surrounding whitespace, lower-cased and lose ONE trailing
 "." (then surrounding whitespace again); nothing else changes, so "a dog" does not match "dog". `normalize="vqa"`
-applies the VQA answer normalisation (`vlmamba.metrics.normalize_vqa_answer`) instead.
+applies the VQA answer normalisation (`vlmamba.evaluation.metrics.normalize_vqa_answer`) instead.
 """
 
 _CITATION = """\
@@ -32,7 +32,7 @@ Returns:
     `{"exact_match": float}`: the percentage of exact matches.
 
 Example:
-    >>> metric = evaluate.load("vlmamba/metrics/exact_match")
+    >>> metric = evaluate.load("vlmamba/evaluation/metrics/exact_match")
     >>> metric.compute(predictions=["Yes.", "the dog"], references=["yes", "dog"])
     {'exact_match': 50.0}
 """
@@ -72,7 +72,7 @@ class ExactMatch(evaluate.Metric):
             normalizer = normalize_gqa_answer
         elif normalize == "vqa":
             # The one VQA normalisation, from the installed vlmamba (this file is loaded on its own by evaluate).
-            from vlmamba.metrics import normalize_vqa_answer as normalizer
+            from vlmamba.evaluation.metrics import normalize_vqa_answer as normalizer
         else:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}.")
         _check_inputs(predictions, references)

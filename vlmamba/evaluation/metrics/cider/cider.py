@@ -44,7 +44,7 @@ Returns:
     `{"cider": float}`: the corpus CIDEr-D x 100.
 
 Example:
-    >>> metric = evaluate.load("vlmamba/metrics/cider")
+    >>> metric = evaluate.load("vlmamba/evaluation/metrics/cider")
     >>> result = metric.compute(predictions=["a dog runs", "a red car"],
     ...                         references=[["a dog is running", "a dog runs"], ["a red car parked"]])
     >>> round(result["cider"], 2)

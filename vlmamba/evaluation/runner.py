@@ -1,12 +1,12 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
 """Benchmark evaluation: batched greedy generation over the reference's benchmarks, resumable, scored with
-`vlmamba.metrics` (the library side of `vlmamba evaluate`).
+`vlmamba.evaluation.metrics` (the library side of `vlmamba evaluate`).
 
 `BENCHMARKS` names each benchmark, the `vlmamba.data` loader that reads it and its files, the prompt, the decoding
 length, how the answer is read from the generated text and which metric scores it. `evaluate_benchmark` runs one:
 
 1. It loads the rows (the first `limit` ones with `limit`) and checks that their images exist.
-2. It writes each row's prompt with `vlmamba.tasks.build_prompt(for_generation=True)` in the model's layout, tokenizes
+2. It writes each row's prompt with `tasks.build_prompt(for_generation=True)` in the model's layout, tokenizes
    it segment by segment (`processor.encode_prompt`, as in training), left-pads a batch and runs greedy `generate()`.
 3. The text before the first eos is the raw answer, read as the benchmark says: a caption (newlines removed), a short
    answer (one final "." removed: the reference cut at ".<eos>") or the first box (`parse_grounding`, pixels of the
@@ -60,9 +60,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import data
-from .grounding import parse_grounding
-from .tasks import MULTIPLE_CHOICE_LETTERS, TASKS, build_prompt
+from .. import data
+from ..models.boxes import parse_grounding
+from ..models.tasks import MULTIPLE_CHOICE_LETTERS, TASKS, build_prompt
 
 
 ANSWER_FORMS = ("caption", "short", "box")
@@ -95,7 +95,7 @@ class Benchmark:
         task: the task of the loader's rows.
         max_new_tokens: the greedy decoding length (the reference's, per benchmark).
         answer: how the generated text is read: `"caption"`, `"short"` or `"box"` (see the module docstring).
-        metric: the `vlmamba.metrics` name.
+        metric: the `vlmamba.evaluation.metrics` name.
         reference: the row field the metric compares with: `"references"`, `"answers"`, `"answer"`, `"box"`, or
             `"letter"` (the letter of the option index in `answer`).
         loader_kwargs: further loader arguments (split, kind, ...).
@@ -627,7 +627,7 @@ def generate_batch(
 
 
 def score_predictions(benchmark: Benchmark, predictions: list, references: list) -> dict:
-    """The benchmark's metric (`vlmamba.metrics`) over the predictions."""
+    """The benchmark's metric (`vlmamba.evaluation.metrics`) over the predictions."""
     from .metrics import load
 
     return load(benchmark.metric).compute(predictions=predictions, references=references)

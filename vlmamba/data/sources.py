@@ -1,7 +1,7 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
 """Dataset loaders: public annotation files on local disk -> `datasets.Dataset`s of structured examples.
 
-Every row is a structured example as `vlmamba.tasks` defines it (`build_prompt` takes it as it is), plus:
+Every row is a structured example as `vlmamba.models.tasks` defines it (`build_prompt` takes it as it is), plus:
 
 - `id`: the record's id in its source (a string), `source`: the source's name (e.g. `"refcoco"`);
 - `image`: the image file's path as a string (joined to `image_root`; `None` for LLaVA's text-only rows). Images are

@@ -43,7 +43,7 @@ Returns:
     `{"accuracy": float}`: the percentage of correct letters.
 
 Example:
-    >>> metric = evaluate.load("vlmamba/metrics/multiple_choice")
+    >>> metric = evaluate.load("vlmamba/evaluation/metrics/multiple_choice")
     >>> metric.compute(predictions=["B.", "(c) a cat", "The answer is A"], references=["B", "C", "A"])["accuracy"]
     66.66666666666667
 """

@@ -34,7 +34,7 @@ Returns:
     there are no true positives), and the number of predictions that were neither true/yes nor false/no.
 
 Example:
-    >>> metric = evaluate.load("vlmamba/metrics/image_text_match")
+    >>> metric = evaluate.load("vlmamba/evaluation/metrics/image_text_match")
     >>> metric.compute(predictions=["True.", "false", "maybe"], references=[True, False, True])
     {'accuracy': 66.66666666666667, 'f1': 66.66666666666667, 'unparsed': 1}
 """

@@ -9,8 +9,8 @@ from transformers.image_utils import is_valid_image
 from transformers.processing_utils import ProcessorMixin
 from transformers.tokenization_utils_base import AddedToken
 
+from .boxes import BoxFormat, location_tokens, parse_grounding
 from .configuration_vlmamba import image_block_ids
-from .grounding import BoxFormat, location_tokens, parse_grounding
 from .tasks import TASK_INSTRUCTIONS
 
 
@@ -19,7 +19,7 @@ def _chat_template() -> str:
     are, image items become the image placeholder, an assistant turn ends with the eos.
 
     A content item `{"type": "task", "task": ..., <the task's query fields>}` writes the reference prompt of that task
-    (the same text as `vlmamba.tasks.build_prompt(..., for_generation=True)`) and places the message's image where the
+    (the same text as `tasks.build_prompt(..., for_generation=True)`) and places the message's image where the
     task's layout puts it: before the instruction, or after it with `instruction_first`. Query fields: `question`
     (vqa, multiple_choice, with `choices`: strings or normalized boxes, and optional `ocr` pairs), `expression`
     (grounding), `box` (dense_captioning, normalized XYXY), `caption` (image_text_match). Template variables:
@@ -319,7 +319,7 @@ class VLMambaProcessor(ProcessorMixin):
         everywhere else (image block, prompts, questions, options).
 
         Args:
-            prompt ([`vlmamba.tasks.TaskPrompt`]): from `vlmamba.tasks.build_prompt`.
+            prompt ([`vlmamba.models.tasks.TaskPrompt`]): from `vlmamba.models.tasks.build_prompt`.
             image (`PIL.Image.Image`, *optional*): the example's image; required when the prompt has an image segment.
             max_length (`int`, *optional*): cut the sequence on the right to this many ids; an error if the cut would
                 reach into the image block.

@@ -9,8 +9,8 @@ changing the mixer's code, so `state-spaces/mamba-*-hf` checkpoints load unchang
 | tensors | mamba-ssm installed | training without a cache | prefill | decode step, convolution |
 |---|---|---|---|---|
 | CUDA | yes | mamba-ssm's `mamba_inner_fn` | mamba-ssm's scan | CUDA kernels |
-| CUDA | no | `vlmamba.mamba_inner` (fused mixer) | `vlmamba.selective_scan` | transformers' PyTorch path |
-| CPU, MPS | either | `vlmamba.mamba_inner` (fused mixer) | `vlmamba.selective_scan` | transformers' PyTorch path |
+| CUDA | no | `mamba_inner` (fused mixer) | `selective_scan` | transformers' PyTorch path |
+| CPU, MPS | either | `mamba_inner` (fused mixer) | `selective_scan` | transformers' PyTorch path |
 
 In training, transformers' mixer calls `mamba_inner_fn` first and runs its own code when that returns None; the fused
 mixer needs the padding mask and the mixer's layers, which that interface does not carry, so `MambaMixer.forward` is

@@ -6,7 +6,7 @@ import math
 import datasets
 import evaluate
 
-from vlmamba.grounding import grounding_accuracy
+from vlmamba.evaluation.boxes import grounding_accuracy
 
 
 _DESCRIPTION = """\
@@ -40,7 +40,7 @@ Returns:
     `{"grounding_accuracy": float}`: the percentage of predictions with IoU > 0.5.
 
 Example:
-    >>> metric = evaluate.load("vlmamba/metrics/grounding_accuracy")
+    >>> metric = evaluate.load("vlmamba/evaluation/metrics/grounding_accuracy")
     >>> metric.compute(predictions=[[0, 0, 10, 10], None], references=[[0, 0, 10, 12], [0, 0, 5, 5]])
     {'grounding_accuracy': 50.0}
 """

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, MambaConfig, MambaForCausalLM
 from transformers.optimization import get_cosine_schedule_with_warmup
 
-from .mamba_kernels import install_device_dispatch
+from ..models.mamba_kernels import install_device_dispatch
 
 
 FAMILIES = ("pythia", "mamba")

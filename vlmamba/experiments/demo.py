@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..toy import tiny_model, tiny_processor
 from .fresh_process import run_without_vlmamba
-from .toy import tiny_model, tiny_processor
 
 
 # Runs in a fresh interpreter in which `import vlmamba` fails, so only the code saved next to the weights is used.

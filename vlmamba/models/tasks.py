@@ -70,7 +70,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .grounding import BoxFormat, format_box, normalize_box
+from .boxes import BoxFormat, format_box, normalize_box
 
 
 TASKS = (

@@ -2,7 +2,7 @@
 """VQA accuracy as the official VQA evaluation computes it, and the standard VQA answer normalisation.
 
 This file is an `evaluate` module: `evaluate.load` copies it alone into its module cache, so it imports nothing from
-vlmamba. `vlmamba.metrics.normalize_vqa_answer` is the `normalize_vqa_answer` defined here.
+vlmamba. `vlmamba.evaluation.metrics.normalize_vqa_answer` is the `normalize_vqa_answer` defined here.
 """
 
 import re
@@ -45,7 +45,7 @@ Returns:
     `{"vqa_accuracy": float}`: the mean accuracy over the questions, in percent.
 
 Example:
-    >>> metric = evaluate.load("vlmamba/metrics/vqa_accuracy")
+    >>> metric = evaluate.load("vlmamba/evaluation/metrics/vqa_accuracy")
     >>> metric.compute(predictions=["Two."], references=[["2"] * 2 + ["3"] * 8])
     {'vqa_accuracy': 60.0}
 """

@@ -12,12 +12,12 @@ Objects are ordered left to right (by box centre, then top to bottom); captions 
 tight around the drawn pixels, with exclusive far edges: the shape covers columns `x1 .. x2 - 1` and rows
 `y1 .. y2 - 1` (the convention of `vlmamba.grounding.draw_boxes`).
 
-Examples are `vlmamba.tasks` rows (see that module for the fields); text is lower case and unpunctuated, as
+Examples are `vlmamba.models.tasks` rows (see that module for the fields); text is lower case and unpunctuated, as
 `build_prompt` normalizes it ("red" -> "Red."):
 
 - `captioning`: `caption`, the objects joined: "a red circle", "a red circle and a blue square", "a red circle, a blue
   square and a green triangle".
-- `vqa`: `question`, `answer` (one word) and `question_type`, which is not a `vlmamba.tasks` field but lets accuracy be
+- `vqa`: `question`, `answer` (one word) and `question_type`, which is not a task field but lets accuracy be
   reported per type:
 
   - `colour`: "what colour is the circle?" -> red, green, blue or yellow; chance 1/4.
@@ -325,7 +325,7 @@ def _image_text_match(scene: Scene, rng: random.Random, count: int) -> list[dict
 
 def scene_examples(scene: Scene, tasks=DEFAULT_TASKS, rng: random.Random | None = None,
                    examples_per_task: int = 1) -> list[dict]:
-    """The examples of `tasks` about `scene`, as `vlmamba.tasks` rows (see the module docstring for the templates).
+    """The examples of `tasks` about `scene`, as task rows (see the module docstring for the templates).
 
     Args:
         scene: a `Scene` from `make_scene`.

@@ -1,8 +1,9 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
 """The metrics of vlmamba's evaluation suite, as `evaluate` modules.
 
-Each metric is an `evaluate` module in its own folder, `vlmamba/metrics/<name>/<name>.py`, so it also loads with
-`evaluate.load("/path/to/vlmamba/metrics/<name>")`; `load(name)` finds the folder inside the installed package.
+Each metric is an `evaluate` module in its own folder, `vlmamba/evaluation/metrics/<name>/<name>.py`, so it also
+loads with `evaluate.load("/path/to/vlmamba/evaluation/metrics/<name>")`; `load(name)` finds the folder inside the
+installed package.
 Scores are percentages (0-100), as published tables report them.
 
 | name | predictions | references | output |
@@ -17,7 +18,7 @@ Scores are percentages (0-100), as published tables report them.
 
 An `evaluate` module is copied alone into evaluate's module cache before it is imported, so the files import
 nothing from each other: `normalize_vqa_answer` lives in `vqa_accuracy/vqa_accuracy.py` (which imports nothing from
-vlmamba) and is re-exported here. The grounding metric imports `vlmamba.grounding`, and `exact_match` imports
+vlmamba) and is re-exported here. The grounding metric imports `vlmamba.evaluation.boxes`, and `exact_match` imports
 `normalize_vqa_answer` from here when asked for it, since vlmamba is installed wherever its metrics run.
 """
 

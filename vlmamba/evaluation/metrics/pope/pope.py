@@ -35,7 +35,7 @@ Returns:
     is "yes", recall 0 when no reference is, F1 0 when precision and recall are.
 
 Example:
-    >>> metric = evaluate.load("vlmamba/metrics/pope")
+    >>> metric = evaluate.load("vlmamba/evaluation/metrics/pope")
     >>> metric.compute(predictions=["Yes.", "No.", "yes"], references=["yes", "no", "no"])["accuracy"]
     66.66666666666667
 """

@@ -2,7 +2,7 @@
 """Batches of structured examples for `Trainer`: task template -> processor -> right-padded tensors with labels.
 
 Use it with `TrainingArguments(remove_unused_columns=False)`, so that `Trainer` hands over the dataset rows (the
-structured examples of `vlmamba.tasks`) as they are.
+structured examples of `vlmamba.models.tasks`) as they are.
 
 Labels are -100 everywhere except the supervised answer tokens (their "." and eos included): never on the image
 block, its markers, the instruction, questions, options or padding. How the loss averages them is the model config's
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from transformers.feature_extraction_utils import BatchFeature
 
-from .data import open_image
-from .tasks import build_prompt
+from ..models.tasks import build_prompt
+from .sources import open_image
 
 
 @dataclass
@@ -27,7 +27,7 @@ class VLMambaDataCollator:
     Args:
         processor: the model's `VLMambaProcessor`; its `instruction_first` and `box_format` choose the layout and the
             box text.
-        normalize_text: the reference text normalization (see `vlmamba.tasks.build_prompt`); `True` for
+        normalize_text: the reference text normalization (see `vlmamba.models.tasks.build_prompt`); `True` for
             reference-compatible models.
         max_length: cut each sample on the right to this many tokens (never into the image block: that is an error).
         pad_to_multiple_of: pad the batch length to a multiple of this.

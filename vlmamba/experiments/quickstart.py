@@ -3,7 +3,7 @@
 
 Everything is made on the spot, nothing is downloaded:
 
-1. shapes scenes (`vlmamba.shapes`) for training, and held-out scenes of another seed for evaluation (an evaluation
+1. shapes scenes (`vlmamba.data.shapes`) for training, and held-out scenes of another seed for evaluation (an evaluation
    scene whose image equals a training image is dropped);
 2. one byte-level BPE tokenizer trained on the training text, shared by both models, with location tokens for boxes;
 3. a Mamba-VL and a Pythia-VL of about the same size (same vision tower and connector; the Mamba language model has
@@ -30,13 +30,13 @@ from pathlib import Path
 
 import torch
 
-from .collator import VLMambaDataCollator
+from ..data.collator import VLMambaDataCollator
+from ..data.shapes import chance_levels, make_shapes_dataset
+from ..evaluation.boxes import draw_boxes, grounding_accuracy
+from ..model_card import write_model_card
+from ..models.tasks import DEFAULT_IMAGE_TOKEN, build_prompt
+from ..toy import tiny_model, tiny_processor, train_tokenizer
 from .fresh_process import run_without_vlmamba
-from .grounding import draw_boxes, grounding_accuracy
-from .model_card import write_model_card
-from .shapes import chance_levels, make_shapes_dataset
-from .tasks import DEFAULT_IMAGE_TOKEN, build_prompt
-from .toy import tiny_model, tiny_processor, train_tokenizer
 
 
 EVAL_TASKS = ("captioning", "vqa", "grounding")
@@ -264,7 +264,7 @@ def score(rows: list[dict], outputs: list[dict]) -> dict:
     (IoU > 0.5).
 
     Answers are compared after lower-casing and removing the final period (the model writes "Red." for "red").
-    CIDEr-D (`vlmamba.metrics`' `cider`, Python tokenizer) takes the held-out captions as its corpus, one reference
+    CIDEr-D (the `cider` metric, Python tokenizer) takes the held-out captions as its corpus, one reference
     each. All scores are percentages (CIDEr x 100).
     """
     hits = {task: [] for task in EVAL_TASKS}
@@ -293,7 +293,7 @@ def score(rows: list[dict], outputs: list[dict]) -> dict:
 def _cider(captions: list[str], references: list[list[str]]) -> float:
     if not captions:
         return float("nan")
-    from .metrics import load
+    from ..evaluation.metrics import load
 
     metric = load("cider")
     return round(metric.compute(predictions=captions, references=references, tokenizer="python")["cider"], 1)
