@@ -1,10 +1,15 @@
+import json
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from transformers import AutoProcessor
 
 from tests.tiny import make_processor, make_tokenizer
 from vlmamba import MambaVLConfig, VLMambaProcessor
+from vlmamba.data.collator import VLMambaDataCollator
+from vlmamba.models.tasks import build_prompt
 
 
 def image(seed=0, size=(30, 20)):
@@ -136,3 +141,79 @@ def test_chat_template_emits_the_placeholder(processor):
         tokenize=True, return_dict=True, return_tensors="pt",
     )
     assert (out["input_ids"] == processor.image_token_id).sum() == 4 and out["pixel_values"].shape[0] == 1
+
+
+NORMALIZE_TEXT_MODES = [True, False, "keep_case"]
+SIGN = {"task": "vqa", "question": "What does the SIGN say", "answer": "STOP"}
+
+
+@pytest.mark.parametrize("normalize_text", NORMALIZE_TEXT_MODES)
+@pytest.mark.parametrize("instruction_first", [False, True])
+def test_the_processor_writes_prompts_with_its_own_format(normalize_text, instruction_first):
+    processor = make_processor(normalize_text=normalize_text, instruction_first=instruction_first, location_bins=8)
+    box_example = {"task": "grounding", "expression": "the SIGN", "box": [0.1, 0.2, 0.5, 0.6], "boxes_normalized": True}
+    for example in (SIGN, box_example):
+        expected = build_prompt(example, normalize_text=normalize_text, instruction_first=instruction_first,
+                                box_format=processor.box_format, eos_token=processor.tokenizer.eos_token)
+        assert processor.build_prompt(example) == expected
+    # The chat template writes task items through the same code, whatever the normalization.
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "task", "task": "vqa",
+                                                                  "question": SIGN["question"]}]}]
+    assert processor.apply_chat_template(messages) == processor.build_prompt(SIGN, for_generation=True).text
+    with pytest.raises(ValueError, match="box_format belong"):
+        processor.build_prompt(SIGN, box_format="text")
+
+
+def test_keep_case_keeps_the_case_in_the_chat_template_too():
+    processor = make_processor(normalize_text="keep_case")
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "task", "task": "vqa",
+                                                                  "question": SIGN["question"]}]}]
+    assert processor.apply_chat_template(messages) == "<image>Answer the question using a single word or phrase." \
+        "\nQuestion: What does the SIGN say.\nAnswer: "
+
+
+def test_prompt_format_round_trips_through_save_pretrained(tmp_path):
+    processor = make_processor(normalize_text=False, instruction_first=True, location_bins=8)
+    processor.save_pretrained(tmp_path)
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert loaded.prompt_format == processor.prompt_format
+    assert (loaded.normalize_text, loaded.instruction_first) == (False, True)
+    # The collator, evaluation and predict all write prompts through the loaded processor's format.
+    collated = VLMambaDataCollator(loaded)([{**SIGN, "image": image()}])
+    encoded = processor.encode_prompt(build_prompt(SIGN, normalize_text=False, instruction_first=True,
+                                                   box_format=processor.box_format,
+                                                   eos_token=processor.tokenizer.eos_token), image=image())
+    assert collated["input_ids"][0].tolist() == encoded["input_ids"]
+    assert "What does the SIGN say\n" in loaded.build_prompt(SIGN).text
+
+
+def test_processors_saved_before_normalize_text_was_saved_load_with_the_default(tmp_path):
+    make_processor(instruction_first=True).save_pretrained(tmp_path)
+    path = tmp_path / "processor_config.json"
+    saved = json.loads(path.read_text())
+    del saved["normalize_text"]
+    path.write_text(json.dumps(saved))
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert loaded.normalize_text is True and loaded.instruction_first is True
+
+
+def test_a_config_saved_with_a_layout_field_loads_without_it(tmp_path):
+    config = MambaVLConfig(
+        vision_config={"model_type": "clip_vision_model", "image_size": 28, "patch_size": 14, "hidden_size": 32,
+                       "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 4},
+        text_config={"model_type": "mamba", "hidden_size": 32, "num_hidden_layers": 1, "vocab_size": 512},
+        **make_processor().image_layout(),
+    )
+    config.save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    saved = json.loads(path.read_text())
+    saved["instruction_first"] = True  # written by configs before the processor owned the layout
+    path.write_text(json.dumps(saved))
+    loaded = MambaVLConfig.from_pretrained(tmp_path)
+    assert not hasattr(loaded, "instruction_first") and "instruction_first" not in loaded.to_dict()
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_bad_prompt_settings_are_refused(value):
+    with pytest.raises(ValueError, match="normalize_text must be one of"):
+        make_processor(normalize_text=value)

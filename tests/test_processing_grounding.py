@@ -54,7 +54,7 @@ def image(seed=0, size=(40, 30)):
 
 @pytest.mark.parametrize(
     "item, instruction_first, normalize_text, with_image",
-    list(itertools.product(TASK_ITEMS, [False, True], [True, False], [True, False])),
+    list(itertools.product(TASK_ITEMS, [False, True], [True, False, "keep_case"], [True, False])),
 )
 def test_task_items_render_like_build_prompt(processor, item, instruction_first, normalize_text, with_image):
     content = ([{"type": "image"}] if with_image else []) + [{"type": "task", **item}]

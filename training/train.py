@@ -82,7 +82,11 @@ class DataArguments:
     shapes_eval_scenes: int = field(default=0, metadata={"help": "Held-out scenes for evaluation (another seed)."})
     shapes_seed: int = 0
     max_length: int | None = field(default=None, metadata={"help": "Cut samples to this many tokens."})
-    normalize_text: bool = field(default=True, metadata={"help": "The reference's text normalization."})
+    normalize_text: str | None = field(
+        default=None,
+        metadata={"help": "Text normalization, saved with the processor: True (the reference's), keep_case or False. "
+                  "Default: the loaded processor's (True for a new model)."},
+    )
 
 
 def parse_args(argv=None):
@@ -195,6 +199,16 @@ def prompt_texts(dataset, normalize_text=True, limit: int = 5000) -> list[str]:
     return [text.replace(DEFAULT_IMAGE_TOKEN, "") for text in texts]
 
 
+def _normalize_text(value: str | None) -> bool | str | None:
+    """`--normalize_text` as the processor takes it: True, False, "keep_case", or None (keep the processor's)."""
+    if value is None:
+        return None
+    modes = {"true": True, "false": False, "keep_case": "keep_case"}
+    if str(value).lower() not in modes:
+        raise ValueError(f"--normalize_text must be True, False or keep_case, got {value!r}.")
+    return modes[str(value).lower()]
+
+
 def _apply_precision(model_args: ModelArguments, training_args: TrainingArguments) -> None:
     if model_args.precision == "auto":
         if not (training_args.bf16 or training_args.fp16):
@@ -210,10 +224,13 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
     set_seed(training_args.seed)
     _apply_precision(model_args, training_args)
     train_dataset, eval_dataset = load_data(data_args)
-    texts = prompt_texts(train_dataset, data_args.normalize_text) if model_args.tiny else None
+    normalize_text = _normalize_text(data_args.normalize_text)
+    texts = prompt_texts(train_dataset, True if normalize_text is None else normalize_text) if model_args.tiny else None
     model, processor = build_model(model_args, texts)
+    if normalize_text is not None:
+        processor.normalize_text = normalize_text
     model = select_trainable(model, model_args)
-    collator = VLMambaDataCollator(processor, normalize_text=data_args.normalize_text, max_length=data_args.max_length)
+    collator = VLMambaDataCollator(processor, max_length=data_args.max_length)
     trainer = Trainer(
         model=model,
         args=training_args,

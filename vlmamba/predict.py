@@ -10,7 +10,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from .evaluation.boxes import draw_boxes
-from .models.tasks import MAX_NEW_TOKENS, TASKS, build_prompt
+from .models.tasks import MAX_NEW_TOKENS, TASKS
 
 
 # The field of a task's example that the user's prompt fills.
@@ -61,15 +61,7 @@ def task_prompt(processor, task: str | None, prompt: str | None = None, choices=
         if box is None:
             raise ValueError("Task 'dense_captioning' needs a box (x1, y1, x2, y2 in pixels).")
         example["box"] = box
-    tokenizer = processor.tokenizer
-    return build_prompt(
-        example,
-        for_generation=True,
-        instruction_first=processor.instruction_first,
-        box_format=processor.box_format,
-        image_token=processor.image_token,
-        eos_token=tokenizer.eos_token or "",
-    ).text
+    return processor.build_prompt(example, for_generation=True).text
 
 
 @torch.no_grad()

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import torch
 from transformers.feature_extraction_utils import BatchFeature
 
-from ..models.tasks import build_prompt
-from .sources import open_image
+from .images import open_image
 
 
 @dataclass
@@ -25,10 +24,8 @@ class VLMambaDataCollator:
     """Turns a list of structured examples into `input_ids`, `attention_mask`, `labels` and `pixel_values`.
 
     Args:
-        processor: the model's `VLMambaProcessor`; its `instruction_first` and `box_format` choose the layout and the
-            box text.
-        normalize_text: the reference text normalization (see `vlmamba.models.tasks.build_prompt`); `True` for
-            reference-compatible models.
+        processor: the model's `VLMambaProcessor`, whose prompt format (layout, text normalization, box format)
+            writes every example.
         max_length: cut each sample on the right to this many tokens (never into the image block: that is an error).
         pad_to_multiple_of: pad the batch length to a multiple of this.
 
@@ -36,7 +33,6 @@ class VLMambaDataCollator:
     """
 
     processor: object
-    normalize_text: bool | str = True
     max_length: int | None = None
     pad_to_multiple_of: int | None = None
 
@@ -50,18 +46,7 @@ class VLMambaDataCollator:
             image = open_image(image, row=name)
         if image is not None:
             example = {**example, "image": image}
-        processor = self.processor
-        prompt = build_prompt(
-            example,
-            instruction_first=processor.instruction_first,
-            normalize_text=self.normalize_text,
-            box_format=processor.box_format,
-            image_token=processor.image_token,
-            eos_token=processor.tokenizer.eos_token or "",
-            index=index,
-            with_image=image is not None,
-        )
-        return processor.encode_prompt(prompt, image=image, max_length=self.max_length, index=name)
+        return self.processor.encode_example(example, image=image, max_length=self.max_length, index=name)
 
     def __call__(self, examples: list[dict]) -> BatchFeature:
         encoded = [self.encode(example, index) for index, example in enumerate(examples)]

@@ -62,7 +62,7 @@ from tqdm.auto import tqdm
 
 from .. import data
 from ..models.boxes import parse_grounding
-from ..models.tasks import MULTIPLE_CHOICE_LETTERS, TASKS, build_prompt
+from ..models.tasks import MULTIPLE_CHOICE_LETTERS, TASKS
 
 
 ANSWER_FORMS = ("caption", "short", "box")
@@ -450,19 +450,6 @@ def read_answer(benchmark: Benchmark, text: str, image_size, box_format=None):
     return list(boxes[0].box) if boxes else None
 
 
-def _instruction_first(model, processor) -> bool:
-    values = {
-        "processor": getattr(processor, "instruction_first", None),
-        "model config": getattr(getattr(model, "config", None), "instruction_first", None),
-    }
-    given = {name: value for name, value in values.items() if value is not None}
-    if len(set(given.values())) > 1:
-        raise ValueError(
-            f"The processor and the model config disagree on instruction_first ({given}); pass instruction_first."
-        )
-    return bool(next(iter(given.values()), False))
-
-
 def _model_name(model, model_name) -> str | None:
     if model_name is not None:
         return str(model_name)
@@ -574,14 +561,8 @@ def generate_batch(
         image = _open_image(benchmark, row)
         sizes.append(tuple(row["image_size"]) if row.get("image_size") else (image.height, image.width))
         try:
-            prompt = build_prompt(
-                {**row, "image": image},
-                for_generation=True,
-                instruction_first=instruction_first,
-                box_format=processor.box_format,
-                image_token=processor.image_token,
-                eos_token=tokenizer.eos_token or "",
-                **benchmark.prompt,
+            prompt = processor.build_prompt(
+                {**row, "image": image}, for_generation=True, instruction_first=instruction_first, **benchmark.prompt
             )
             encoded.append(processor.encode_prompt(prompt, image=image, index=row["id"]))
         except ValueError as error:
@@ -684,7 +665,7 @@ def evaluate_benchmark(
     elif isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive integer or None, got {max_new_tokens!r}.")
     if instruction_first is None:
-        instruction_first = _instruction_first(model, processor)
+        instruction_first = processor.instruction_first
     elif not isinstance(instruction_first, bool):
         raise ValueError(f"instruction_first must be a bool or None, got {instruction_first!r}.")
     if device is not None:

@@ -241,14 +241,7 @@ def evaluation_items(rows: list[dict], processor, image_dir, blind: bool = False
     swap = {scene: scenes[(i + 1) % len(scenes)] for i, scene in enumerate(scenes)}
     items = []
     for row in rows:
-        prompt = build_prompt(
-            row,
-            instruction_first=processor.instruction_first,
-            box_format=processor.box_format,
-            image_token=processor.image_token,
-            eos_token=processor.tokenizer.eos_token,
-            for_generation=True,
-        ).prompt
+        prompt = processor.build_prompt(row, for_generation=True).prompt
         image = paths[swap[row["scene"]] if blind else row["scene"]]
         items.append({"image": image, "prompt": prompt, "image_size": list(row["image_size"]),
                       "max_new_tokens": MAX_NEW_TOKENS[row["task"]]})

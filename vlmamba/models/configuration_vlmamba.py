@@ -84,8 +84,6 @@ class VLMambaConfig(PreTrainedConfig):
             Ids that frame the image block: begin marker, separator after every patch row, end marker (the end
             marker replaces the last row separator). `None` leaves the marker out. The defaults are the
             reference's GPT-NeoX pieces `###`, `###` and `&&`.
-        instruction_first (`bool`, *optional*, defaults to `False`):
-            The task-aware layout: [instruction][image][rest] instead of [image][instruction][rest].
         loss_reduction (`str`, *optional*, defaults to `"token"`):
             How the training loss averages the cross-entropy: `"token"`, over all supervised tokens of the batch
             (transformers' convention; exact under gradient accumulation), or `"sample"`, over each sample's
@@ -113,7 +111,6 @@ class VLMambaConfig(PreTrainedConfig):
     image_begin_token_id: int | None = REFERENCE_IMAGE_BEGIN_TOKEN_ID
     image_end_token_id: int | None = REFERENCE_IMAGE_END_TOKEN_ID
     row_separator_token_id: int | None = REFERENCE_ROW_SEPARATOR_TOKEN_ID
-    instruction_first: bool = False
     loss_reduction: str = "token"
     freeze_vision_tower: bool = True
     use_cache: bool = True
@@ -121,6 +118,8 @@ class VLMambaConfig(PreTrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
+        # Configs saved before the processor owned the prompt layout carry it too; the processor's copy is the one read.
+        kwargs.pop("instruction_first", None)
         super().__post_init__(**kwargs)
         declared_image_size, declared_patch_size = vision_geometry(self.vision_config)
         if self.image_size is None:

@@ -485,8 +485,8 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         return output if return_dict else output.to_tuple()
 
 
-class MambaVLModel(VLMambaModel):
-    """Mamba-VL without its language-modelling head."""
+class MambaVLPreTrainedModel(VLMambaPreTrainedModel):
+    """The flags of every Mamba-VL class."""
 
     config_class = MambaVLConfig
     # Units that device maps and FSDP's auto-wrap keep whole.
@@ -494,8 +494,8 @@ class MambaVLModel(VLMambaModel):
     _is_stateful = True
 
 
-class PythiaVLModel(VLMambaModel):
-    """Pythia-VL without its language-modelling head."""
+class PythiaVLPreTrainedModel(VLMambaPreTrainedModel):
+    """The flags of every Pythia-VL class."""
 
     config_class = PythiaVLConfig
     _no_split_modules = ["GPTNeoXLayer"]
@@ -505,17 +505,21 @@ class PythiaVLModel(VLMambaModel):
     _supports_attention_backend = True
 
 
-class MambaVLForConditionalGeneration(VLMambaForConditionalGeneration):
+class MambaVLModel(MambaVLPreTrainedModel, VLMambaModel):
+    """Mamba-VL without its language-modelling head."""
+
+
+class PythiaVLModel(PythiaVLPreTrainedModel, VLMambaModel):
+    """Pythia-VL without its language-modelling head."""
+
+
+class MambaVLForConditionalGeneration(MambaVLPreTrainedModel, VLMambaForConditionalGeneration):
     """
     Mamba-VL: vision tower + connector + Mamba language model with tied input/output embeddings. `generate()`
     keeps the recurrent states in `cache`; images are encoded once, at the prefill step.
     """
 
-    config_class = MambaVLConfig
-    # Units that device maps and FSDP's auto-wrap keep whole.
-    _no_split_modules = ["MambaBlock"]
     base_model_class = MambaVLModel
-    _is_stateful = True
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embeddings.weight"}
 
     @deprecate_kwarg("cache_params", "5.40.0", new_name="cache")
@@ -545,19 +549,13 @@ class MambaVLForConditionalGeneration(VLMambaForConditionalGeneration):
         return model_inputs
 
 
-class PythiaVLForConditionalGeneration(VLMambaForConditionalGeneration):
+class PythiaVLForConditionalGeneration(PythiaVLPreTrainedModel, VLMambaForConditionalGeneration):
     """
     Pythia-VL: vision tower + connector + GPT-NeoX language model with an untied head. `generate()` uses the
     key/value cache in `cache`; images are encoded once, at the prefill step.
     """
 
-    config_class = PythiaVLConfig
-    _no_split_modules = ["GPTNeoXLayer"]
     base_model_class = PythiaVLModel
-    _supports_sdpa = True
-    _supports_flash_attn = True
-    _supports_flex_attn = True
-    _supports_attention_backend = True
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_in.weight"}
 
 
@@ -565,6 +563,8 @@ __all__ = [
     "VLMambaPreTrainedModel",
     "VLMambaModel",
     "VLMambaForConditionalGeneration",
+    "MambaVLPreTrainedModel",
+    "PythiaVLPreTrainedModel",
     "MambaVLModel",
     "MambaVLForConditionalGeneration",
     "PythiaVLModel",

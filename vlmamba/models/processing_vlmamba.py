@@ -2,8 +2,6 @@
 """Processor of Mamba-VL and Pythia-VL: images to pixel values, text with image placeholders to token ids, generated
 text back to text and boxes."""
 
-import json
-
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_utils import is_valid_image
 from transformers.processing_utils import ProcessorMixin
@@ -11,82 +9,27 @@ from transformers.tokenization_utils_base import AddedToken
 
 from .boxes import BoxFormat, location_tokens, parse_grounding
 from .configuration_vlmamba import image_block_ids
-from .tasks import TASK_INSTRUCTIONS
+from .tasks import NORMALIZE_TEXT_MODES, TASKS, TaskPrompt, build_prompt
 
 
-def _chat_template() -> str:
-    """The default chat template. Messages have no role markers, as in the reference: text items are written as they
-    are, image items become the image placeholder, an assistant turn ends with the eos.
-
-    A content item `{"type": "task", "task": ..., <the task's query fields>}` writes the reference prompt of that task
-    (the same text as `tasks.build_prompt(..., for_generation=True)`) and places the message's image where the
-    task's layout puts it: before the instruction, or after it with `instruction_first`. Query fields: `question`
-    (vqa, multiple_choice, with `choices`: strings or normalized boxes, and optional `ocr` pairs), `expression`
-    (grounding), `box` (dense_captioning, normalized XYXY), `caption` (image_text_match). Template variables:
-    `instruction_first`, `normalize_text` (default true) and `location_bins` (location-token boxes), which the
-    processor fills from its own settings.
-    """
-    instructions = json.dumps(TASK_INSTRUCTIONS)
-    return (
-        "{%- set normalize_text = normalize_text if normalize_text is defined else true -%}"
-        "{%- set instruction_first = instruction_first if instruction_first is defined else false -%}"
-        "{%- set location_bins = location_bins if location_bins is defined else none -%}"
-        "{%- set instructions = " + instructions + " -%}"
-        "{%- macro sentence(text) -%}"
-        "{%- set text = text | trim -%}"
-        "{%- if normalize_text -%}{%- set text = text | capitalize -%}"
-        "{%- if not (text.endswith('.') or text.endswith('?') or text.endswith('!')) -%}{%- set text = text ~ '.' -%}"
-        "{%- endif -%}{%- endif -%}{{- text -}}"
-        "{%- endmacro -%}"
-        "{%- macro box(b) -%}"
-        "{%- if location_bins -%}{%- for v in b -%}"
-        "{{- '<loc_%d>' | format([(v * location_bins) | int, location_bins - 1] | min) -}}"
-        "{%- endfor -%}"
-        "{%- else -%}{{- '[%.2f,%.2f,%.2f,%.2f]' | format(b[0], b[1], b[2], b[3]) -}}{%- endif -%}"
-        "{%- endmacro -%}"
-        "{%- for message in messages -%}"
-        "{%- if message['content'] is string -%}{{- message['content'] -}}"
-        "{%- else -%}"
-        "{%- set has_task = message['content'] | selectattr('type', 'equalto', 'task') | list | length > 0 -%}"
-        "{%- set has_image = message['content'] | selectattr('type', 'equalto', 'image') | list | length > 0 -%}"
-        "{%- for item in message['content'] -%}"
-        "{%- if item['type'] == 'image' -%}{%- if not has_task -%}{{- '<image>' -}}{%- endif -%}"
-        "{%- elif item['type'] == 'text' -%}{{- item['text'] -}}"
-        "{%- elif item['type'] == 'task' -%}"
-        "{%- set task = item['task'] -%}"
-        "{%- if task not in instructions or task == 'chat' -%}"
-        "{{- raise_exception('Unknown task ' ~ task ~ ' in a task item of the chat messages.') -}}"
-        "{%- endif -%}"
-        "{%- set head = instructions[task] -%}"
-        "{%- set grounded = task == 'multiple_choice' and item['choices'][0] is not string -%}"
-        "{%- if task == 'multiple_choice' and item.get('ocr') -%}"
-        "{%- set head = head ~ '\nOCR text:\n' ~ (item['ocr'] | map('join', ': ') | join('\n')) -%}"
-        "{%- elif task in ('captioning', 'dense_captioning', 'grounded_captioning', 'image_text_match') or grounded -%}"
-        "{%- set head = head ~ '\n' -%}"
-        "{%- endif -%}"
-        "{%- if instruction_first -%}{{- head -}}{%- if has_image -%}{{- '<image>' -}}{%- endif -%}"
-        "{%- else -%}{%- if has_image -%}{{- '<image>' -}}{%- endif -%}{{- head -}}{%- endif -%}"
-        "{%- if task == 'vqa' -%}{{- '\nQuestion: ' ~ sentence(item['question']) ~ '\nAnswer: ' -}}"
-        "{%- elif task == 'multiple_choice' -%}{{- '\nQuestion: ' ~ sentence(item['question']) ~ '\n' -}}"
-        "{%- for choice in item['choices'] -%}"
-        "{{- 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'[loop.index0] ~ ': ' -}}"
-        "{%- if grounded -%}{{- box(choice) ~ '.' -}}"
-        "{%- elif normalize_text -%}{{- choice | trim | capitalize -}}{%- else -%}{{- choice | trim -}}{%- endif -%}"
-        "{{- '\n' -}}{%- if loop.last -%}{{- 'Answer: ' -}}{%- endif -%}"
-        "{%- endfor -%}"
-        "{%- elif task == 'grounding' -%}{{- '\n' ~ sentence(item['expression']) ~ '\n' -}}"
-        "{%- elif task == 'dense_captioning' -%}{{- box(item['box']) ~ '.\n' -}}"
-        "{%- elif task == 'image_text_match' -%}{{- sentence(item['caption']) ~ '\n' -}}"
-        "{%- endif -%}"
-        "{%- endif -%}"
-        "{%- endfor -%}"
-        "{%- endif -%}"
-        "{%- if message['role'] == 'assistant' -%}{{- eos_token -}}{%- endif -%}"
-        "{%- endfor -%}"
-    )
-
-
-DEFAULT_CHAT_TEMPLATE = _chat_template()
+# Messages have no role markers, as in the reference: text items are written as they are, image items become the
+# image placeholder, an assistant turn ends with the eos. Task items never reach the template:
+# `VLMambaProcessor.apply_chat_template` writes them as text and image items first, with the processor's prompt format.
+DEFAULT_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}{{- '<image>' -}}"
+    "{%- elif item['type'] == 'text' -%}{{- item['text'] -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- if message['role'] == 'assistant' -%}{{- eos_token -}}{%- endif -%}"
+    "{%- endfor -%}"
+)
+# The prompt-format settings a single prompt may depart from; the box format and the tokens are the model's.
+LAYOUT_OVERRIDES = ("instruction_first", "normalize_text")
+# Fields of a chat task item that are the task's query; everything else in the item is an error.
+TASK_ITEM_FIELDS = ("question", "choices", "ocr", "expression", "box", "caption")
 
 
 class VLMambaProcessor(ProcessorMixin):
@@ -112,8 +55,10 @@ class VLMambaProcessor(ProcessorMixin):
         patch_size (`int`, *optional*, defaults to 14):
             Patch side of the vision tower; with the image processor's size it gives the patch grid.
         instruction_first (`bool`, *optional*, defaults to `False`):
-            The task-aware layout ([instruction][image][rest]) the model was trained with; read by prompt builders
-            and the chat template.
+            The task-aware layout ([instruction][image][rest]) the model was trained with.
+        normalize_text (`bool` or `"keep_case"`, *optional*, defaults to `True`):
+            The text normalization of the model's prompts and targets (see `tasks.build_prompt`): `True` for the
+            reference's, `"keep_case"` without lower-casing, `False` for text as given.
         location_bins (`int`, *optional*):
             Write boxes as location tokens `<loc_0>` ... `<loc_{location_bins - 1}>`, one per coordinate, instead of
             the reference text format `[x1,y1,x2,y2]`. The tokens are added to the tokenizer as normal (not special)
@@ -132,15 +77,21 @@ class VLMambaProcessor(ProcessorMixin):
         row_separator_token: str | None = "&&",
         patch_size: int = 14,
         instruction_first: bool = False,
+        normalize_text: bool | str = True,
         location_bins: int | None = None,
         **kwargs,
     ):
+        if not isinstance(instruction_first, bool):
+            raise ValueError(f"instruction_first must be a bool, got {instruction_first!r}.")
+        if not (normalize_text is True or normalize_text is False or normalize_text == "keep_case"):
+            raise ValueError(f"normalize_text must be one of {NORMALIZE_TEXT_MODES}, got {normalize_text!r}.")
         self.image_token = image_token
         self.image_begin_token = image_begin_token
         self.image_end_token = image_end_token
         self.row_separator_token = row_separator_token
         self.patch_size = patch_size
         self.instruction_first = instruction_first
+        self.normalize_text = normalize_text
         self.location_bins = location_bins
         box_format = BoxFormat("location", num_bins=location_bins) if location_bins is not None else BoxFormat()
         if chat_template is None:
@@ -187,7 +138,6 @@ class VLMambaProcessor(ProcessorMixin):
             "row_separator_token_id": self.row_separator_token_id,
             "image_size": self.image_processor.size["height"],
             "patch_size": self.patch_size,
-            "instruction_first": self.instruction_first,
         }
 
     def __call__(self, images=None, text=None, **kwargs) -> BatchFeature:
@@ -312,6 +262,45 @@ class VLMambaProcessor(ProcessorMixin):
                 )
         return ids[keep[0] : keep[1]]
 
+    @property
+    def prompt_format(self) -> dict:
+        """The settings every prompt of this processor's models is written with (saved with the processor)."""
+        return {
+            "instruction_first": self.instruction_first,
+            "normalize_text": self.normalize_text,
+            "box_format": self.box_format,
+            "image_token": self.image_token,
+            "eos_token": self.tokenizer.eos_token or "",
+        }
+
+    def build_prompt(self, example, for_generation: bool = False, **variant) -> TaskPrompt:
+        r"""
+        Writes a structured example in its task's template with this processor's prompt format (layout, text
+        normalization, box format, image and eos tokens): the one place prompts are written, for training, evaluation,
+        prediction and the chat template.
+
+        Args:
+            example (`dict`): a task and its fields (see `tasks`).
+            for_generation (`bool`, *optional*, defaults to `False`): stop where the model starts writing.
+            variant: the prompt variants of `tasks.build_prompt` (`with_image`, `index`, `vqa_format`, `ocr_tokens`,
+                `merge_turns`), and `normalize_text` or `instruction_first` to depart from the processor's own for
+                this prompt (AI2D's questions, for one, keep their case).
+
+        Returns:
+            [`tasks.TaskPrompt`].
+        """
+        owned = sorted(set(variant) & (set(self.prompt_format) - set(LAYOUT_OVERRIDES)))
+        if owned:
+            raise ValueError(f"{', '.join(owned)} belong(s) to the processor's prompt format and cannot be overridden.")
+        return build_prompt(example, for_generation=for_generation, **{**self.prompt_format, **variant})
+
+    def encode_example(self, example, image=None, max_length: int | None = None, index=None, **variant) -> dict:
+        """`build_prompt` then `encode_prompt`: one training example to `input_ids`, `labels` and `pixel_values`.
+        `image` is the example's opened image (or `None` for a text-only example)."""
+        prompt = self.build_prompt(example, index=index if isinstance(index, int) else None,
+                                   with_image=image is not None, **variant)
+        return self.encode_prompt(prompt, image=image, max_length=max_length, index=index)
+
     def encode_prompt(self, prompt, image=None, max_length: int | None = None, index=None) -> dict:
         r"""
         Tokenizes a task prompt for training: each segment on its own (as the reference tokenized each turn), the
@@ -366,11 +355,50 @@ class VLMambaProcessor(ProcessorMixin):
         return self._box_format
 
     def apply_chat_template(self, conversation, chat_template=None, **kwargs):
-        """`ProcessorMixin.apply_chat_template`, with the template variables `instruction_first` and `location_bins`
-        set from this processor unless given (see the default template for task items)."""
-        kwargs.setdefault("instruction_first", self.instruction_first)
-        kwargs.setdefault("location_bins", self.location_bins)
-        return super().apply_chat_template(conversation, chat_template=chat_template, **kwargs)
+        """`ProcessorMixin.apply_chat_template`, where a content item `{"type": "task", "task": ..., <query fields>}`
+        is first written as the prompt of that task by `build_prompt(..., for_generation=True)`, the message's image
+        placed where the layout puts it. Query fields: `question` (vqa, multiple_choice, with `choices`: strings or
+        normalized boxes, and optional `ocr` pairs), `expression` (grounding), `box` (dense_captioning, normalized
+        XYXY), `caption` (image_text_match). `instruction_first` and `normalize_text` may be given to change the
+        layout or normalization for this call."""
+        overrides = {name: kwargs.pop(name) for name in LAYOUT_OVERRIDES if name in kwargs}
+        batched = bool(conversation) and isinstance(conversation[0], (list, tuple))
+        conversations = conversation if batched else [conversation]
+        written = [[self._write_task_items(message, overrides) for message in messages] for messages in conversations]
+        return super().apply_chat_template(written if batched else written[0], chat_template=chat_template, **kwargs)
+
+    def _write_task_items(self, message, overrides: dict):
+        """`message` with its task item written as text items around the message's image (the first image item;
+        none for a text-only task)."""
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, (list, tuple)):
+            return message
+        tasks = [item for item in content if isinstance(item, dict) and item.get("type") == "task"]
+        if not tasks:
+            return message
+        if len(tasks) > 1:
+            raise ValueError(f"A chat message holds {len(tasks)} task items; write one task per message.")
+        item = tasks[0]
+        if item.get("task") not in TASKS or item.get("task") == "chat":
+            raise ValueError(f"Unknown task {item.get('task')!r} in a task item of the chat messages.")
+        unknown = sorted(set(item) - {"type", "task", *TASK_ITEM_FIELDS})
+        if unknown:
+            raise ValueError(f"The {item['task']!r} task item has unknown field(s) {unknown}; query fields are "
+                             f"{', '.join(TASK_ITEM_FIELDS)}.")
+        images = [entry for entry in content if isinstance(entry, dict) and entry.get("type") == "image"]
+        example = {key: value for key, value in item.items() if key != "type"}
+        example["boxes_normalized"] = True  # chat items give boxes in [0, 1]
+        prompt = self.build_prompt(example, for_generation=True, with_image=bool(images), **overrides)
+        written = [images[0] if images and text == self.image_token else {"type": "text", "text": text}
+                   for text, _ in prompt.segments]
+        # The task item is written in its place; the image goes where the layout puts it, inside the task's text.
+        result = []
+        for entry in content:
+            if entry is item:
+                result.extend(written)
+            elif not (isinstance(entry, dict) and entry.get("type") == "image"):
+                result.append(entry)
+        return {**message, "content": result}
 
     def post_process_grounding(self, generated, image_sizes=None, skip_special_tokens: bool = True, **decode_kwargs):
         r"""
