@@ -129,7 +129,7 @@ def test_quickstart_runs_end_to_end_and_a_failed_evaluation_keeps_the_trained_mo
         raise RuntimeError("generation failed")
 
     with monkeypatch.context() as patch:
-        patch.setattr(quickstart, "generate_in_fresh_process", failing)
+        patch.setattr(quickstart, "generate_without_vlmamba", failing)
         with pytest.raises(SystemExit, match="Evaluating Mamba-VL failed: generation failed") as failure:
             main(command)
     assert "run the same command again" in str(failure.value)

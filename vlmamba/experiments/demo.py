@@ -1,7 +1,6 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
 """Offline demo: tiny Mamba-VL and Pythia-VL saved as Hub folders and reloaded as remote code in a fresh process."""
 
-import json
 import os
 from pathlib import Path
 
@@ -10,34 +9,20 @@ import torch
 from PIL import Image
 
 from ..toy import tiny_model, tiny_processor
-from .fresh_process import run_without_vlmamba
-
-
-# Runs in a fresh interpreter in which `import vlmamba` fails, so only the code saved next to the weights is used.
-_FRESH_PROCESS_SCRIPT = r"""
-import json, sys
-from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
-model_dir, image_path, prompt, max_new_tokens = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-model = AutoModelForImageTextToText.from_pretrained(model_dir, trust_remote_code=True).eval()
-processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
-inputs = processor(images=[Image.open(image_path)], text=[prompt], return_tensors="pt")
-out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-print(json.dumps({"class": type(model).__name__, "module": type(model).__module__,
-                  "tokens": out[0, inputs["input_ids"].shape[1]:].tolist(),
-                  "text": processor.post_process_image_text_to_text(out, skip_special_tokens=True)[0]}))
-"""
+from .remote_check import generate_without_vlmamba
 
 
 def generate_in_fresh_process(model_dir, image_path, prompt: str, max_new_tokens: int = 8) -> dict:
-    """Loads `model_dir` with `trust_remote_code=True` in a new Python process without vlmamba and generates greedily.
-
-    Returns a dict with the loaded class name and module, the new token ids and the decoded text.
-    """
-    stdout = run_without_vlmamba(
-        _FRESH_PROCESS_SCRIPT, [Path(model_dir), Path(image_path), prompt, max_new_tokens], f"Loading {model_dir}"
-    )
-    return json.loads(stdout.strip().splitlines()[-1])
+    """Loads `model_dir` with `trust_remote_code=True` in a new Python process without vlmamba and generates greedily
+    for one image and prompt. Returns the loaded class name and module, the new token ids and their text."""
+    image_path = Path(image_path)
+    with Image.open(image_path) as image:
+        size = [image.height, image.width]
+    item = {"image": str(image_path), "prompt": prompt, "image_size": size, "max_new_tokens": max_new_tokens}
+    result = generate_without_vlmamba(model_dir, [item], Path(model_dir).parent, batch_size=1,
+                                      desc=Path(model_dir).name)
+    output = result["outputs"][0]
+    return {"class": result["class"], "module": result["module"], "tokens": output["tokens"], "text": output["text"]}
 
 
 def demo_image(size: int = 96, seed: int = 0) -> Image.Image:

@@ -36,7 +36,7 @@ from ..evaluation.boxes import draw_boxes, grounding_accuracy
 from ..model_card import write_model_card
 from ..models.tasks import DEFAULT_IMAGE_TOKEN, build_prompt
 from ..toy import tiny_model, tiny_processor, train_tokenizer
-from .fresh_process import run_without_vlmamba
+from .remote_check import generate_without_vlmamba
 
 
 EVAL_TASKS = ("captioning", "vqa", "grounding")
@@ -174,57 +174,6 @@ def train(model, processor, dataset, config: QuickstartConfig, output_dir, progr
     model.eval()
     losses = [round(entry["loss"], 4) for entry in trainer.state.log_history if "loss" in entry]
     return {"seconds": round(seconds, 1), "losses": losses}
-
-
-# Runs in a fresh interpreter in which `import vlmamba` fails: only the code saved in the folder is used.
-_FRESH_PROCESS_SCRIPT = r"""
-import json, sys
-import torch
-from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
-folder, requests_path, outputs_path = sys.argv[1:4]
-requests = json.loads(open(requests_path).read())
-model = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True).eval()
-processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-try:
-    from tqdm.auto import tqdm
-except ImportError:
-    tqdm = lambda items, **kwargs: items
-batch_size = requests["batch_size"]
-items = requests["items"]
-outputs = [None] * len(items)
-order = sorted(range(len(items)), key=lambda i: items[i]["max_new_tokens"])
-batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-for batch in tqdm(batches, desc=requests["desc"], unit="batch"):
-    images = [Image.open(items[i]["image"]) for i in batch]
-    prompts = [items[i]["prompt"] for i in batch]
-    inputs = processor(images=images, text=prompts, return_tensors="pt", padding=True, padding_side="left")
-    with torch.no_grad():
-        generated = model.generate(**inputs, max_new_tokens=max(items[i]["max_new_tokens"] for i in batch),
-                                   do_sample=False)
-    new = generated[:, inputs["input_ids"].shape[1]:]
-    parsed = processor.post_process_grounding(new, image_sizes=[items[i]["image_size"] for i in batch])
-    for i, result in zip(batch, parsed):
-        outputs[i] = {"text": result["text"], "boxes": result["boxes"]}
-with open(outputs_path, "w") as handle:
-    json.dump({"class": type(model).__name__, "module": type(model).__module__, "outputs": outputs}, handle)
-"""
-
-
-def generate_in_fresh_process(folder, items: list[dict], work_dir, batch_size: int = 32, desc: str = "") -> dict:
-    """Greedy answers of the model saved in `folder`, loaded with `trust_remote_code=True` in a process without vlmamba.
-
-    `items` are dicts with `image` (a file path), `prompt`, `image_size` (height, width) and `max_new_tokens`.
-    Returns `{"class", "module", "outputs"}`, `outputs[i]` holding the `text` and the pixel `boxes` of `items[i]`.
-    """
-    work_dir = Path(work_dir)
-    requests_path = work_dir / f"{desc or 'requests'}.requests.json"
-    outputs_path = work_dir / f"{desc or 'requests'}.outputs.json"
-    # The child runs elsewhere: image paths relative to this process's working directory are made absolute.
-    items = [{**item, "image": str(Path(item["image"]).resolve())} for item in items]
-    requests_path.write_text(json.dumps({"items": items, "batch_size": batch_size, "desc": desc}))
-    run_without_vlmamba(_FRESH_PROCESS_SCRIPT, [Path(folder), requests_path, outputs_path], f"Generating with {folder}")
-    return json.loads(outputs_path.read_text())
 
 
 def evaluation_items(rows: list[dict], processor, image_dir, blind: bool = False) -> list[dict]:
@@ -401,7 +350,7 @@ def _evaluate(family, model, processor, family_result, eval_rows, config, output
     for blind in (False, True):
         items = evaluation_items(eval_rows, processor, output_dir / "eval_images", blind=blind)
         desc = f"{family}{'-blind' if blind else ''}"
-        generated = generate_in_fresh_process(folder, items, output_dir, config.eval_batch_size, desc=desc)
+        generated = generate_without_vlmamba(folder, items, output_dir, config.eval_batch_size, desc=desc)
         family_result["blind" if blind else "scores"] = score(eval_rows, generated["outputs"])
         if not blind:
             family_result["loaded_class"] = f"{generated['module']}.{generated['class']}"
@@ -460,4 +409,4 @@ def results_table(results: dict) -> str:
 
 
 __all__ = ["QuickstartConfig", "run_quickstart", "results_table", "make_data", "build", "train", "score", "chance",
-           "evaluation_items", "drop_seen_scenes", "generate_in_fresh_process", "draw_examples", "training_texts"]
+           "evaluation_items", "drop_seen_scenes", "draw_examples", "training_texts"]
