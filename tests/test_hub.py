@@ -221,3 +221,20 @@ def test_models_package_imports_alone_without_the_rest_of_vlmamba(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "imported"
+
+
+@pytest.mark.parametrize("auto_class", [AutoModelForImageTextToText, AutoModel])
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_a_loaded_model_keeps_its_vision_tower_frozen(saved, auto_class, dtype):
+    family, directory, _, _, _ = saved
+    loaded = auto_class.from_pretrained(directory, dtype=dtype)
+    tower = loaded.get_vision_tower()
+    assert not any(parameter.requires_grad for parameter in tower.parameters())
+    connector = (loaded.model if auto_class is AutoModelForImageTextToText else loaded).connector
+    assert all(parameter.requires_grad for parameter in connector.parameters())
+
+
+def test_a_loaded_model_with_a_trainable_tower_keeps_it_trainable(tmp_path):
+    save_tiny("mamba", tmp_path, freeze_vision_tower=False)
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path)
+    assert all(parameter.requires_grad for parameter in loaded.get_vision_tower().parameters())

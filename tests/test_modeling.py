@@ -274,6 +274,21 @@ def test_mismatched_images_and_placeholders_raise(processor):
         model(input_ids=inputs["input_ids"], use_cache=False)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_generate_without_images_for_image_placeholders_raises(processor, family):
+    model = make_model(family, processor)
+    inputs = batch(processor, ["<image>what colour is the circle?"], images(1))
+    with pytest.raises(ValueError, match="no pixel_values"):
+        model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=2)
+    # After the prefill, a placeholder id among the new tokens is just a token the model wrote.
+    with torch.no_grad():
+        cache = model(**inputs, use_cache=True).cache
+        step = {"attention_mask": torch.ones(1, inputs["input_ids"].shape[1] + 1, dtype=torch.long)}
+        logits = model(input_ids=torch.tensor([[model.config.image_token_id]]), cache=cache, use_cache=True,
+                       **(step if family == "pythia" else {})).logits
+    assert logits.shape[:2] == (1, 1)
+
+
 def test_wrong_pixel_shape_raises(processor):
     model = make_model("mamba", processor)
     inputs = batch(processor, ["<image>a"], images(1))

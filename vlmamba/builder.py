@@ -150,8 +150,6 @@ def build_from_components(
     model.model.vision_tower.load_state_dict(tower.state_dict())
     model.model.language_model.load_state_dict(language.base_model.state_dict())
     model.lm_head.load_state_dict(language.get_output_embeddings().state_dict())
-    if config.freeze_vision_tower:
-        model.model.vision_tower.requires_grad_(False)
 
     generation_config = model.generation_config
     generation_config.eos_token_id = tokenizer.eos_token_id

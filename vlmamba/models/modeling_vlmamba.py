@@ -8,7 +8,7 @@ from torch import nn
 from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache
+from transformers.cache_utils import Cache, LinearAttentionCacheLayerMixin
 from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import logging
@@ -122,6 +122,18 @@ class VLMambaPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        loaded = super().from_pretrained(*args, **kwargs)
+        # Loading puts new, trainable parameters in place of the built ones: the config's frozen tower is frozen again.
+        (loaded[0] if isinstance(loaded, tuple) else loaded).freeze_vision_tower_as_configured()
+        return loaded
+
+    def freeze_vision_tower_as_configured(self) -> None:
+        """Takes the vision tower's parameters out of training when the config says `freeze_vision_tower`."""
+        if self.config.freeze_vision_tower:
+            self.get_vision_tower().requires_grad_(False)
+
     def train(self, mode: bool = True):
         super().train(mode)
         # A frozen tower stays deterministic (no dropout / drop-path) while the rest trains.
@@ -148,8 +160,7 @@ class VLMambaModel(VLMambaPreTrainedModel):
             vision_hidden_size = self.vision_tower.timm_model.num_features
         self.connector = CONNECTOR_CLASSES[config.connector_type](vision_hidden_size, config)
         self.language_model = AutoModel.from_config(config.text_config)
-        if config.freeze_vision_tower:
-            self.vision_tower.requires_grad_(False)
+        self.freeze_vision_tower_as_configured()
         self.post_init()
 
     def get_input_embeddings(self):
@@ -287,7 +298,8 @@ class VLMambaModel(VLMambaPreTrainedModel):
             image_features = self.get_image_features(pixel_values)
             placeholder_mask = self.get_placeholder_mask(input_ids, inputs_embeds)
             inputs_embeds = self.merge_image_features(inputs_embeds, placeholder_mask, image_features)
-        elif cache is None and input_ids is not None and (input_ids == self.config.image_token_id).any():
+        elif _is_prefill(cache) and input_ids is not None and (input_ids == self.config.image_token_id).any():
+            # Decided on the step, not on the cache object: `generate()` creates an empty cache before the prefill.
             raise ValueError(
                 "input_ids contain image placeholder tokens but no pixel_values were given; pass the images the "
                 "processor returned."
@@ -314,6 +326,15 @@ class VLMambaModel(VLMambaPreTrainedModel):
             image_hidden_states=image_features,
         )
         return output if return_dict else output.to_tuple()
+
+
+def _is_prefill(cache: Cache | None) -> bool:
+    """Whether a forward with `cache` starts a sequence: no cache, or one that holds no state yet."""
+    if cache is None:
+        return True
+    if any(isinstance(layer, LinearAttentionCacheLayerMixin) for layer in cache.layers):
+        return not cache.has_previous_state()
+    return cache.get_seq_length() == 0
 
 
 def per_sample_loss(logits: torch.Tensor, labels: torch.LongTensor, ignore_index: int = -100) -> torch.Tensor:
