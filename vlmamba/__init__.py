@@ -10,18 +10,21 @@ from transformers import (
 )
 
 from .builder import PRESETS, build_from_components, build_from_preset
-from .models.configuration_vlmamba import MambaVLConfig, PythiaVLConfig, VLMambaConfig
-from .models.image_processing_vlmamba import VLMambaImageProcessor, VLMambaImageProcessorPil
-from .models.modeling_vlmamba import (
+from .models import (
+    MambaVLConfig,
     MambaVLForConditionalGeneration,
     MambaVLModel,
+    PythiaVLConfig,
     PythiaVLForConditionalGeneration,
     PythiaVLModel,
+    VLMambaConfig,
     VLMambaForConditionalGeneration,
+    VLMambaImageProcessor,
+    VLMambaImageProcessorPil,
     VLMambaModel,
     VLMambaPreTrainedModel,
+    VLMambaProcessor,
 )
-from .models.processing_vlmamba import VLMambaProcessor
 
 
 __version__ = "0.1.0"

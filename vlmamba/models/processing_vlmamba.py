@@ -9,7 +9,7 @@ from transformers.tokenization_utils_base import AddedToken
 
 from .boxes import BoxFormat, location_tokens, parse_grounding
 from .configuration_vlmamba import image_block_ids
-from .tasks import NORMALIZE_TEXT_MODES, TASKS, TaskPrompt, build_prompt
+from .tasks import TASKS, TaskPrompt, build_prompt, check_normalize_text
 
 
 # Messages have no role markers, as in the reference: text items are written as they are, image items become the
@@ -83,8 +83,7 @@ class VLMambaProcessor(ProcessorMixin):
     ):
         if not isinstance(instruction_first, bool):
             raise ValueError(f"instruction_first must be a bool, got {instruction_first!r}.")
-        if not (normalize_text is True or normalize_text is False or normalize_text == "keep_case"):
-            raise ValueError(f"normalize_text must be one of {NORMALIZE_TEXT_MODES}, got {normalize_text!r}.")
+        check_normalize_text(normalize_text)
         self.image_token = image_token
         self.image_begin_token = image_begin_token
         self.image_end_token = image_end_token

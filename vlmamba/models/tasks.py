@@ -123,6 +123,12 @@ MULTIPLE_CHOICE_LETTERS = string.ascii_uppercase
 _COORDS_PLACEHOLDER = "<coords_{}>"
 
 
+def check_normalize_text(normalize_text) -> None:
+    """Raises a `ValueError` unless `normalize_text` is one of `NORMALIZE_TEXT_MODES`."""
+    if not (normalize_text is True or normalize_text is False or normalize_text == "keep_case"):
+        raise ValueError(f"normalize_text must be one of {NORMALIZE_TEXT_MODES}, got {normalize_text!r}.")
+
+
 def format_text(text: str, *, capitalize: bool = True, punctuate: bool = True) -> str:
     """The reference's text normalization: strip, `str.capitalize()` (the rest of the string is lower-cased), and a
     final "." unless the text ends in ".", "?" or "!"."""
@@ -616,8 +622,7 @@ def build_prompt(
     if task not in TASKS:
         where = "Example" if index is None else f"Example {index}"
         raise ValueError(f"{where}: field 'task' must be one of {TASKS}, got {task!r}.")
-    if not (normalize_text is True or normalize_text is False or normalize_text == "keep_case"):
-        raise ValueError(f"normalize_text must be one of {NORMALIZE_TEXT_MODES}, got {normalize_text!r}.")
+    check_normalize_text(normalize_text)
     if isinstance(box_format, str):
         box_format = BoxFormat(kind=box_format)
     elif box_format is not None and not isinstance(box_format, BoxFormat):
@@ -671,5 +676,6 @@ __all__ = [
     "MULTIPLE_CHOICE_LETTERS",
     "TaskPrompt",
     "format_text",
+    "check_normalize_text",
     "build_prompt",
 ]
