@@ -74,6 +74,9 @@ def test_max_length_cuts_the_answer_but_never_the_image_block(processor):
 def test_bad_examples_name_the_example_and_field(processor):
     with pytest.raises(ValueError, match="Example 1 .*'answer'"):
         VLMambaDataCollator(processor)([ROWS[2], {"task": "vqa", "image": picture(), "question": "what?"}])
+    # An example with an id is still named by its position in the batch when its fields are wrong.
+    with pytest.raises(ValueError, match="Example 1 .*'answer'"):
+        VLMambaDataCollator(processor)([ROWS[2], {"id": "q7", "task": "vqa", "image": picture(), "question": "what?"}])
 
 
 @pytest.mark.parametrize("family", ["mamba", "pythia"])

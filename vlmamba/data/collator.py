@@ -46,7 +46,7 @@ class VLMambaDataCollator:
             image = open_image(image, row=name)
         if image is not None:
             example = {**example, "image": image}
-        return self.processor.encode_example(example, image=image, max_length=self.max_length, index=name)
+        return self.processor.encode_example(example, image=image, max_length=self.max_length, index=index)
 
     def __call__(self, examples: list[dict]) -> BatchFeature:
         encoded = [self.encode(example, index) for index, example in enumerate(examples)]

@@ -295,10 +295,10 @@ class VLMambaProcessor(ProcessorMixin):
 
     def encode_example(self, example, image=None, max_length: int | None = None, index=None, **variant) -> dict:
         """`build_prompt` then `encode_prompt`: one training example to `input_ids`, `labels` and `pixel_values`.
-        `image` is the example's opened image (or `None` for a text-only example)."""
-        prompt = self.build_prompt(example, index=index if isinstance(index, int) else None,
-                                   with_image=image is not None, **variant)
-        return self.encode_prompt(prompt, image=image, max_length=max_length, index=index)
+        `image` is the example's opened image (or `None` for a text-only example); errors name the example by its
+        position `index` in the template and by its `id` (or position) in the tokenization."""
+        prompt = self.build_prompt(example, index=index, with_image=image is not None, **variant)
+        return self.encode_prompt(prompt, image=image, max_length=max_length, index=example.get("id", index))
 
     def encode_prompt(self, prompt, image=None, max_length: int | None = None, index=None) -> dict:
         r"""
