@@ -4,10 +4,13 @@ import pickle
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from datasets import Dataset
 from PIL import Image
 
+from tests.tiny import make_processor
 from vlmamba.data import (
     SOURCES,
     load_ai2d,
@@ -957,10 +960,31 @@ def test_check_images_compares_the_annotated_size(tmp_path):
         load_refcoco(refs, instances, tmp_path, "train", check_images=True)
 
 
-def test_open_image_converts_to_rgb(tmp_path):
-    image = open_image(write_png(tmp_path / "gray.png", size=(5, 4), mode="L"))
-    assert image.mode == "RGB" and image.size == (5, 4)
-    assert open_image(str(write_png(tmp_path / "rgba.png", mode="RGBA"))).mode == "RGB"
+def _unnormalized_mean(processor, image) -> float:
+    """Mean of the processor's pixel values of `image`, back in [0, 1]."""
+    pixels = processor.image_processor([image], return_tensors="pt")["pixel_values"][0]
+    mean = torch.tensor(processor.image_processor.image_mean).view(3, 1, 1)
+    std = torch.tensor(processor.image_processor.image_std).view(3, 1, 1)
+    return float((pixels * std + mean).mean())
+
+
+def test_open_image_gives_the_pixels_the_processor_documents(tmp_path):
+    processor = make_processor()
+    gray = open_image(write_png(tmp_path / "gray.png", size=(5, 4), mode="L"))
+    assert gray.size == (5, 4)
+    # A 16-bit ramp is scaled to 8 bits (mean 0.5), not clipped to white; a transparent image lies on white.
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "ramp16.png")
+    Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(tmp_path / "clear.png")
+    Image.new("LA", (8, 8), (0, 0)).save(tmp_path / "clear_gray.png")
+    expected = {"ramp16.png": 0.5, "clear.png": 1.0, "clear_gray.png": 1.0}
+    for name, mean in expected.items():
+        path = tmp_path / name
+        assert _unnormalized_mean(processor, open_image(path)) == pytest.approx(mean, abs=0.01), name
+        opened = processor.image_processor([open_image(path)], return_tensors="pt")["pixel_values"]
+        assert torch.equal(opened, processor.image_processor([Image.open(path)], return_tensors="pt")["pixel_values"])
+        # The processor given the path reads it the same way.
+        assert torch.equal(opened, processor.image_processor([str(path)], return_tensors="pt")["pixel_values"])
 
 
 def test_open_image_errors_name_path_and_row(tmp_path):

@@ -2,6 +2,7 @@
 """`vlmamba.evaluation` and `vlmamba evaluate`: tiny annotation files in the official layouts, tiny images, tiny saved
 models, and a scripted model whose answers the tests choose, so that scores can be computed by hand."""
 
+import functools
 import json
 import pickle
 from pathlib import Path
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from pycocoevalcap.cider.cider import Cider
 
-from tests.tiny import IMAGE_SIZE, save_tiny
+from tests.tiny import IMAGE_SIZE, make_processor, save_tiny
 from vlmamba import data
 from vlmamba.cli import _annotation_overrides, main
 from vlmamba.evaluation import (
@@ -293,26 +294,37 @@ def test_layout_paths_and_overrides(tmp_path):
         benchmark_paths("okvqa", tmp_path)
 
 
+@functools.cache
+def _processor():
+    return make_processor()
+
+
+def _read(benchmark, text, size):
+    """`read_answer` of the answer `generate_answers` gives for the generated `text` (boxes read by the processor)."""
+    answer = _processor().post_process_grounding([text], image_sizes=[size])[0]
+    return read_answer(benchmark, answer)
+
+
 def test_read_answer_post_processing():
     coco, gqa, refcoco = BENCHMARKS["coco"], BENCHMARKS["gqa"], BENCHMARKS["refcoco_testa"]
-    assert read_answer(coco, "A dog on a  sofa.\n##\nmore", None) == "A dog on a sofa. more"
-    assert read_answer(gqa, " Yes. ", None) == "Yes"
-    assert read_answer(gqa, "2.5", None) == "2.5"
-    assert read_answer(gqa, "a.b..", None) == "a.b."
+    assert _read(coco, "A dog on a  sofa.\n##\nmore", None) == "A dog on a sofa. more"
+    assert _read(gqa, " Yes. ", None) == "Yes"
+    assert _read(gqa, "2.5", None) == "2.5"
+    assert _read(gqa, "a.b..", None) == "a.b."
     # Normalized [0.10,0.20,0.50,0.60] of a 200 x 100 (width x height) image.
-    assert read_answer(refcoco, "[0.10,0.20,0.50,0.60].", (100, 200)) == pytest.approx([20.0, 20.0, 100.0, 60.0])
-    assert read_answer(refcoco, "the left one [0.1,0.2,0.5,0.6] and [0,0,1,1]", (100, 200)) == pytest.approx(
+    assert _read(refcoco, "[0.10,0.20,0.50,0.60].", (100, 200)) == pytest.approx([20.0, 20.0, 100.0, 60.0])
+    assert _read(refcoco, "the left one [0.1,0.2,0.5,0.6] and [0,0,1,1]", (100, 200)) == pytest.approx(
         [20.0, 20.0, 100.0, 60.0]
     )
-    assert read_answer(refcoco, "no box here", (100, 200)) is None
-    assert read_answer(refcoco, "[0.10,0.20,0.5", (100, 200)) is None
+    assert _read(refcoco, "no box here", (100, 200)) is None
+    assert _read(refcoco, "[0.10,0.20,0.5", (100, 200)) is None
 
 
 @settings(max_examples=200, deadline=None)
 @given(text=st.text())
 def test_read_answer_never_raises_on_model_output(text):
     for name in ("coco", "vqav2", "refcoco_testa", "pope_random", "v7w_telling"):
-        read_answer(BENCHMARKS[name], text, (100, 200))
+        _read(BENCHMARKS[name], text, (100, 200))
 
 
 # The pipeline on a tiny model

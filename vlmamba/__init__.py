@@ -24,6 +24,8 @@ from .models import (
     VLMambaModel,
     VLMambaPreTrainedModel,
     VLMambaProcessor,
+    generate_answers,
+    open_image,
 )
 
 
@@ -71,4 +73,6 @@ __all__ = [
     "PRESETS",
     "build_from_components",
     "build_from_preset",
+    "generate_answers",
+    "open_image",
 ]

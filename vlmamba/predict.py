@@ -5,12 +5,13 @@
 import os
 from pathlib import Path
 
-import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from .evaluation.boxes import draw_boxes
-from .models.tasks import MAX_NEW_TOKENS, TASKS
+from .models.image_processing_vlmamba import open_image
+from .models.processing_vlmamba import generate_answers
+from .models.tasks import TASKS
 
 
 # The field of a task's example that the user's prompt fills.
@@ -24,8 +25,6 @@ PROMPT_FIELDS = {
     "dense_captioning": None,
 }
 PREDICT_TASKS = tuple(PROMPT_FIELDS)
-# Decoding length for free prompts (no task).
-DEFAULT_MAX_NEW_TOKENS = 64
 
 
 def load_model(model_name_or_path: str | os.PathLike, device: str | None = None, trust_remote_code: bool = True):
@@ -37,14 +36,14 @@ def load_model(model_name_or_path: str | os.PathLike, device: str | None = None,
     return model.eval(), processor
 
 
-def task_prompt(processor, task: str | None, prompt: str | None = None, choices=None, box=None, image=None) -> str:
-    """The text to generate from: the task's reference prompt filled with `prompt` (and `choices` for multiple choice,
-    a pixel `box` of `image` for dense captioning), or `prompt` itself without a task, with the image placeholder
-    put first when the prompt has none."""
+def task_example(processor, task: str | None, prompt: str | None = None, choices=None, box=None, image=None) -> dict:
+    """The example `generate_answers` takes for one image: the task's fields filled with `prompt` (and `choices` for
+    multiple choice, a pixel `box` of `image` for dense captioning), or without a task `prompt` itself as a free
+    prompt, with the image placeholder put first when the prompt has none."""
     if task is None:
         if not prompt:
             raise ValueError("Give a prompt, a task, or both.")
-        return prompt if processor.image_token in prompt else processor.image_token + prompt
+        return {"image": image, "prompt": prompt if processor.image_token in prompt else processor.image_token + prompt}
     if task not in PROMPT_FIELDS:
         raise ValueError(f"Unknown task {task!r}; predict supports {PREDICT_TASKS} (all tasks: {TASKS}).")
     example = {"task": task, "image": image}
@@ -61,10 +60,18 @@ def task_prompt(processor, task: str | None, prompt: str | None = None, choices=
         if box is None:
             raise ValueError("Task 'dense_captioning' needs a box (x1, y1, x2, y2 in pixels).")
         example["box"] = box
+    return example
+
+
+def task_prompt(processor, task: str | None, prompt: str | None = None, choices=None, box=None, image=None) -> str:
+    """The text to generate from (see `task_example`): the task's reference prompt in the processor's format, or the
+    free prompt."""
+    example = task_example(processor, task, prompt, choices=choices, box=box, image=image)
+    if task is None:
+        return example["prompt"]
     return processor.build_prompt(example, for_generation=True).text
 
 
-@torch.no_grad()
 def predict(
     model,
     processor,
@@ -76,31 +83,18 @@ def predict(
     max_new_tokens: int | None = None,
     output_image: str | os.PathLike | None = None,
 ) -> dict:
-    """Greedy generation for one image.
+    """Greedy generation for one image (one `generate_answers` call).
 
     Returns a dict with `prompt` (the text the model continued), `text` (the answer), `phrases`, `boxes` (pixel XYXY
     of `image`), `boxes_normalized`, and `output_image` (the PNG with the boxes drawn, when `output_image` is given).
     """
     if not isinstance(image, Image.Image):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"Image not found: {path}")
-        try:
-            image = Image.open(path)
-            image.load()
-        except OSError as error:
-            raise ValueError(f"Cannot read image {path}: {error}") from None
-    image = image.convert("RGB")
-    text = task_prompt(processor, task, prompt, choices=choices, box=box, image=image)
-    if max_new_tokens is None:
-        max_new_tokens = MAX_NEW_TOKENS[task] if task else DEFAULT_MAX_NEW_TOKENS
-    inputs = processor(images=[image], text=[text], return_tensors="pt").to(model.device)
-    if "pixel_values" in inputs:
-        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    new_tokens = output[:, inputs["input_ids"].shape[1] :]
-    result = processor.post_process_grounding(new_tokens, image_sizes=[(image.height, image.width)])[0]
-    result = {"prompt": text, **result}
+        if not Path(image).is_file():
+            raise FileNotFoundError(f"Image not found: {Path(image)}")
+        image = open_image(image)
+    example = task_example(processor, task, prompt, choices=choices, box=box, image=image)
+    answer = generate_answers(model, processor, [example], max_new_tokens=max_new_tokens)[0]
+    result = {key: answer[key] for key in ("prompt", "text", "phrases", "boxes", "boxes_normalized")}
     if output_image is not None:
         labels = [phrase or f"box {number}" for number, phrase in enumerate(result["phrases"])]
         draw_boxes(image, result["boxes"], labels=labels, path=output_image)
@@ -108,4 +102,4 @@ def predict(
     return result
 
 
-__all__ = ["PREDICT_TASKS", "load_model", "task_prompt", "predict"]
+__all__ = ["PREDICT_TASKS", "load_model", "task_example", "task_prompt", "predict"]

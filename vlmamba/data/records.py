@@ -205,8 +205,8 @@ class _Collector:
                 self.headers[path] = (height, width)
             except FileNotFoundError:
                 self.headers[path] = f"names an image that does not exist: {path!r}"
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-                self.headers[path] = f"names an image that cannot be read: {path!r} ({error})"
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+                self.headers[path] = f"names an image that cannot be read: {path!r} ({type(error).__name__}: {error})"
         return self.headers[path]
 
     def finish(self, rows: list[dict], columns: dict) -> Dataset:

@@ -6,11 +6,12 @@
 length, how the answer is read from the generated text and which metric scores it. `evaluate_benchmark` runs one:
 
 1. It loads the rows (the first `limit` ones with `limit`) and checks that their images exist.
-2. It writes each row's prompt with `tasks.build_prompt(for_generation=True)` in the model's layout, tokenizes
-   it segment by segment (`processor.encode_prompt`, as in training), left-pads a batch and runs greedy `generate()`.
-3. The text before the first eos is the raw answer, read as the benchmark says: a caption (newlines removed), a short
-   answer (one final "." removed: the reference cut at ".<eos>") or the first box (`parse_grounding`, pixels of the
-   original image, `None` when there is none).
+2. It answers the rows in batches with `generate_answers` (the library's one inference path): each row's prompt is
+   written by the processor (`build_prompt(for_generation=True)`, with the benchmark's prompt variant), tokenized
+   segment by segment as in training, left-padded, continued by greedy `generate()` and cut at the first eos.
+3. The answer is read as the benchmark says: a caption (newlines removed), a short answer (one final "." removed: the
+   reference cut at ".<eos>") or the first box that `processor.post_process_grounding` read (pixels of the original
+   image, `None` when there is none).
 4. Each batch is appended to `<output_dir>/<benchmark>.predictions.jsonl` and flushed: one JSON object per sample
    with `id`, `image`, `prompt`, `generated` (the raw answer), `prediction` and `references`.
 5. The metric scores all predictions; `<output_dir>/<benchmark>.scores.json` gets the metric's outputs, the counts,
@@ -57,11 +58,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from .. import data
-from ..models.boxes import parse_grounding
+from ..models.processing_vlmamba import generate_answers
 from ..models.tasks import MULTIPLE_CHOICE_LETTERS, TASKS
 
 
@@ -436,18 +436,19 @@ def reference_of(benchmark: Benchmark, row: Mapping):
     return list(value) if benchmark.reference in ("references", "answers") else value
 
 
-def read_answer(benchmark: Benchmark, text: str, image_size, box_format=None):
-    """The prediction in the generated text `text` (already cut at the eos): a caption, a short answer, or the
-    first box as pixel XYXY of an image of `image_size` `(height, width)` (`None` without box). Never raises on
-    the text."""
+def read_answer(benchmark: Benchmark, answer: Mapping):
+    """The prediction in a `generate_answers` answer: a caption or a short answer read from its `text`, or its first
+    box (pixel XYXY, `None` without box; the boxes were read by `post_process_grounding`). Never raises on the
+    text."""
+    text = answer["text"]
     if benchmark.answer == "caption":
         # The reference removed newlines and the "##" a model may write after one.
         return " ".join(text.replace("\n##", "\n").split())
     if benchmark.answer == "short":
         text = text.strip()
         return text[:-1].rstrip() if text.endswith(".") else text
-    boxes = parse_grounding(text, image_size=image_size, box_format=box_format)
-    return list(boxes[0].box) if boxes else None
+    boxes = answer.get("boxes") or []
+    return list(boxes[0]) if boxes else None
 
 
 def _model_name(model, model_name) -> str | None:
@@ -455,16 +456,6 @@ def _model_name(model, model_name) -> str | None:
         return str(model_name)
     name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
     return str(name) if name else None
-
-
-def _eos_ids(model, tokenizer) -> set[int]:
-    ids = set()
-    for value in (getattr(getattr(model, "generation_config", None), "eos_token_id", None), tokenizer.eos_token_id):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, (list, tuple)):
-            ids.update(int(item) for item in value)
-    return ids
 
 
 def read_predictions(path: Path, benchmark_name: str) -> list[dict]:
@@ -549,62 +540,34 @@ def _check_images(benchmark: Benchmark, rows: Sequence[Mapping]):
         )
 
 
-@torch.no_grad()
 def generate_batch(
     model, processor, benchmark: Benchmark, rows: Sequence[Mapping], instruction_first: bool, max_new_tokens: int
 ) -> list[dict]:
-    """Greedy answers to a batch of rows: one dict per row with `id`, `image`, `prompt`, `generated` (the text
-    before the eos), `prediction` and `references`."""
-    tokenizer = processor.tokenizer
-    prompts, encoded, sizes = [], [], []
+    """Greedy answers to a batch of rows (one `generate_answers` call): one dict per row with `id`, `image`,
+    `prompt`, `generated` (the text before the eos), `prediction` and `references`."""
+    examples = []
     for row in rows:
         image = _open_image(benchmark, row)
-        sizes.append(tuple(row["image_size"]) if row.get("image_size") else (image.height, image.width))
-        try:
-            prompt = processor.build_prompt(
-                {**row, "image": image}, for_generation=True, instruction_first=instruction_first, **benchmark.prompt
-            )
-            encoded.append(processor.encode_prompt(prompt, image=image, index=row["id"]))
-        except ValueError as error:
-            raise ValueError(f"Benchmark {benchmark.name!r}, sample {row['id']!r}: {error}") from None
-        prompts.append(prompt.text)
-    device = getattr(model, "device", torch.device("cpu"))
-    inputs = tokenizer.pad(
-        {"input_ids": [item["input_ids"] for item in encoded]},
-        padding=True,
-        padding_side="left",
-        return_attention_mask=True,
-        return_tensors="pt",
-    ).to(device)
-    pixel_values = torch.cat([item["pixel_values"] for item in encoded]).to(device)
-    dtype = getattr(model, "dtype", None)
-    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
-        pixel_values = pixel_values.to(dtype)
-    output = model.generate(
-        **inputs,
-        pixel_values=pixel_values,
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
-    eos = _eos_ids(model, tokenizer)
-    records = []
-    for row, prompt, size, tokens in zip(rows, prompts, sizes, new_tokens):
-        end = next((position for position, token in enumerate(tokens) if token in eos), len(tokens))
-        text = tokenizer.decode(tokens[:end], skip_special_tokens=True)
-        records.append(
-            {
-                "id": row["id"],
-                "image": row["image"],
-                "prompt": prompt,
-                "generated": text,
-                "prediction": read_answer(benchmark, text, size, processor.box_format),
-                "references": reference_of(benchmark, row),
-            }
+        size = tuple(row["image_size"]) if row.get("image_size") else (image.height, image.width)
+        examples.append({**row, "image": image, "image_size": size})
+    try:
+        answers = generate_answers(
+            model, processor, examples, max_new_tokens=max_new_tokens, batch_size=len(examples),
+            instruction_first=instruction_first, **benchmark.prompt,
         )
-    return records
+    except ValueError as error:
+        raise ValueError(f"Benchmark {benchmark.name!r}: {error}") from None
+    return [
+        {
+            "id": row["id"],
+            "image": row["image"],
+            "prompt": answer["prompt"],
+            "generated": answer["text"],
+            "prediction": read_answer(benchmark, answer),
+            "references": reference_of(benchmark, row),
+        }
+        for row, answer in zip(rows, answers)
+    ]
 
 
 def score_predictions(benchmark: Benchmark, predictions: list, references: list) -> dict:

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..models.image_processing_vlmamba import open_image
+from ..models.processing_vlmamba import generate_answers
 from ..toy import tiny_model, tiny_processor
 from .remote_check import generate_without_vlmamba
 
@@ -18,8 +20,8 @@ def generate_in_fresh_process(model_dir, image_path, prompt: str, max_new_tokens
     image_path = Path(image_path)
     with Image.open(image_path) as image:
         size = [image.height, image.width]
-    item = {"image": str(image_path), "prompt": prompt, "image_size": size, "max_new_tokens": max_new_tokens}
-    result = generate_without_vlmamba(model_dir, [item], Path(model_dir).parent, batch_size=1,
+    example = {"image": str(image_path), "prompt": prompt, "image_size": size, "max_new_tokens": max_new_tokens}
+    result = generate_without_vlmamba(model_dir, [example], Path(model_dir).parent, batch_size=1,
                                       desc=Path(model_dir).name)
     output = result["outputs"][0]
     return {"class": result["class"], "module": result["module"], "tokens": output["tokens"], "text": output["text"]}
@@ -49,19 +51,17 @@ def run_demo(output_dir: str | os.PathLike, max_new_tokens: int = 8) -> list[dic
         folder = output_dir / f"{family}-vl-tiny"
         model.save_pretrained(folder)
         processor.save_pretrained(folder)
-        inputs = processor(images=[Image.open(image_path)], text=[prompt], return_tensors="pt")
-        with torch.no_grad():
-            local = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        local_tokens = local[0, inputs["input_ids"].shape[1] :].tolist()
+        local = generate_answers(model.eval(), processor, [{"image": str(image_path), "prompt": prompt}],
+                                 max_new_tokens=max_new_tokens)[0]
         remote = generate_in_fresh_process(folder, image_path, prompt, max_new_tokens)
         rows.append(
             {
                 "family": family,
                 "folder": str(folder),
                 "parameters": sum(p.numel() for p in model.parameters()),
-                "prompt_tokens": int(inputs["input_ids"].shape[1]),
+                "prompt_tokens": len(processor(images=[open_image(image_path)], text=[prompt])["input_ids"][0]),
                 "remote_class": remote["class"],
-                "same_tokens": remote["tokens"] == local_tokens,
+                "same_tokens": remote["tokens"] == local["tokens"],
                 "text": remote["text"],
             }
         )

@@ -32,7 +32,7 @@ import torch
 
 from ..data.collator import VLMambaDataCollator
 from ..data.shapes import chance_levels, make_shapes_dataset
-from ..evaluation.boxes import draw_boxes, grounding_accuracy
+from ..evaluation.boxes import draw_boxes
 from ..model_card import write_model_card
 from ..models.tasks import DEFAULT_IMAGE_TOKEN, build_prompt
 from ..toy import tiny_model, tiny_processor, train_tokenizer
@@ -177,7 +177,8 @@ def train(model, processor, dataset, config: QuickstartConfig, output_dir, progr
 
 
 def evaluation_items(rows: list[dict], processor, image_dir, blind: bool = False) -> list[dict]:
-    """Generation requests for `rows`; with `blind`, each row gets the image of the next scene instead of its own."""
+    """`generate_answers` examples of `rows` (the rows' fields, the image as a PNG file); with `blind`, each row gets
+    the image of the next scene instead of its own. The saved processor writes the prompts."""
     image_dir = Path(image_dir)
     image_dir.mkdir(parents=True, exist_ok=True)
     scenes = sorted({row["scene"] for row in rows})
@@ -190,55 +191,56 @@ def evaluation_items(rows: list[dict], processor, image_dir, blind: bool = False
     swap = {scene: scenes[(i + 1) % len(scenes)] for i, scene in enumerate(scenes)}
     items = []
     for row in rows:
-        prompt = processor.build_prompt(row, for_generation=True).prompt
         image = paths[swap[row["scene"]] if blind else row["scene"]]
-        items.append({"image": image, "prompt": prompt, "image_size": list(row["image_size"]),
-                      "max_new_tokens": MAX_NEW_TOKENS[row["task"]]})
+        fields = {key: value for key, value in row.items() if key != "image"}
+        items.append({**fields, "image": image, "max_new_tokens": MAX_NEW_TOKENS[row["task"]]})
     return items
-
-
-def _answer(text: str) -> str:
-    return text.strip().rstrip(".").strip().lower()
 
 
 def score(rows: list[dict], outputs: list[dict]) -> dict:
     """Captioning exact match and CIDEr, VQA accuracy (overall and per question type) and grounding accuracy
-    (IoU > 0.5).
+    (IoU > 0.5), with the metrics of `vlmamba evaluate`.
 
-    Answers are compared after lower-casing and removing the final period (the model writes "Red." for "red").
-    CIDEr-D (the `cider` metric, Python tokenizer) takes the held-out captions as its corpus, one reference
-    each. All scores are percentages (CIDEr x 100).
+    Answers are compared by `exact_match` (GQA's comparison: lower-cased, one final period removed; the model writes
+    "Red." for "red"); a grounding answer is its first box. CIDEr-D (the `cider` metric, Python tokenizer) takes the
+    held-out captions as its corpus, one reference each. All scores are percentages (CIDEr x 100).
     """
-    hits = {task: [] for task in EVAL_TASKS}
-    per_type = {}
-    captions, references = [], []
-    for row, output in zip(rows, outputs, strict=True):
+    if len(rows) != len(outputs):
+        raise ValueError(f"Got {len(outputs)} outputs for {len(rows)} rows; pass one each.")
+    by_task = {task: ([], []) for task in EVAL_TASKS}
+    by_type = {}
+    for row, output in zip(rows, outputs):
         task = row["task"]
-        if task == "captioning":
-            hit = _answer(output["text"]) == row["caption"]
-            captions.append(output["text"])
-            references.append([row["caption"]])
-        elif task == "vqa":
-            hit = _answer(output["text"]) == row["answer"]
-            per_type.setdefault(row["question_type"], []).append(hit)
-        else:
+        if task == "grounding":
             boxes = output["boxes"] or []
-            hit = bool(boxes) and grounding_accuracy([boxes[0]], [row["box"]]) == 1.0
-        hits[task].append(hit)
-    result = {task: _percent(values) for task, values in hits.items()}
-    result["captioning_cider"] = _cider(captions, references)
-    result["vqa_by_type"] = {name: _percent(values) for name, values in sorted(per_type.items())}
-    result["counts"] = {task: len(values) for task, values in hits.items()}
+            prediction, reference = (list(boxes[0]) if boxes else None), list(row["box"])
+        else:
+            prediction, reference = output["text"], row["caption" if task == "captioning" else "answer"]
+        by_task[task][0].append(prediction)
+        by_task[task][1].append(reference)
+        if task == "vqa":
+            by_type.setdefault(row["question_type"], ([], []))
+            by_type[row["question_type"]][0].append(prediction)
+            by_type[row["question_type"]][1].append(reference)
+    result = {
+        "captioning": _metric("exact_match", *by_task["captioning"]),
+        "vqa": _metric("exact_match", *by_task["vqa"]),
+        "grounding": _metric("grounding_accuracy", *by_task["grounding"]),
+    }
+    captions, references = by_task["captioning"]
+    result["captioning_cider"] = _metric("cider", captions, [[caption] for caption in references], tokenizer="python")
+    result["vqa_by_type"] = {name: _metric("exact_match", *pairs) for name, pairs in sorted(by_type.items())}
+    result["counts"] = {task: len(predictions) for task, (predictions, _) in by_task.items()}
     return result
 
 
-def _cider(captions: list[str], references: list[list[str]]) -> float:
-    if not captions:
+def _metric(name: str, predictions: list, references: list, **kwargs) -> float:
+    """The main score of metric `name` of `vlmamba.evaluation.metrics`, rounded to 0.1 (NaN without samples)."""
+    if not predictions:
         return float("nan")
     from ..evaluation.metrics import load
 
-    metric = load("cider")
-    return round(metric.compute(predictions=captions, references=references, tokenizer="python")["cider"], 1)
+    return round(load(name).compute(predictions=predictions, references=references, **kwargs)[name], 1)
 
 
 def _percent(values) -> float:
@@ -356,18 +358,18 @@ def _evaluate(family, model, processor, family_result, eval_rows, config, output
             family_result["loaded_class"] = f"{generated['module']}.{generated['class']}"
             family_result["boxes_png"] = str(draw_examples(eval_rows, generated["outputs"],
                                                            output_dir / f"{family}_boxes.png"))
-            _write_predictions(output_dir / f"{family}_predictions.jsonl", eval_rows, items, generated["outputs"])
+            _write_predictions(output_dir / f"{family}_predictions.jsonl", eval_rows, generated["outputs"])
     write_model_card(folder, model, processor, title=f"{FAMILY_NAMES[family]} (shapes quickstart)",
                      training=family_result["training"], config=config, scores=family_result["scores"],
                      blind=family_result["blind"])
     return family_result
 
 
-def _write_predictions(path, rows, items, outputs) -> None:
+def _write_predictions(path, rows, outputs) -> None:
     with open(path, "w") as handle:
-        for row, item, output in zip(rows, items, outputs):
+        for row, output in zip(rows, outputs):
             reference = {"captioning": row.get("caption"), "vqa": row.get("answer"), "grounding": row.get("box")}
-            handle.write(json.dumps({"scene": row["scene"], "task": row["task"], "prompt": item["prompt"],
+            handle.write(json.dumps({"scene": row["scene"], "task": row["task"], "prompt": output["prompt"],
                                      "text": output["text"], "boxes": output["boxes"],
                                      "reference": reference[row["task"]]}) + "\n")
 

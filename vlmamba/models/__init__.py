@@ -1,11 +1,12 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
 """What ships with the weights. `save_pretrained` copies these modules next to a checkpoint as its remote code, so
 they import each other with single-dot relative imports only and nothing else from vlmamba: configuration,
-modeling, processing and image processing, the task templates (`tasks`), the box text format (`boxes`) and the
-Mamba kernel dispatch (`mamba_kernels`, `mamba_inner`, `selective_scan`)."""
+modeling, processing and image processing (with `generate_answers`, the one inference path, and `open_image`, the one
+way image files are read), the task templates (`tasks`), the box text format (`boxes`) and the Mamba kernel dispatch
+(`mamba_kernels`, `mamba_inner`, `selective_scan`)."""
 
 from .configuration_vlmamba import MambaVLConfig, PythiaVLConfig, VLMambaConfig
-from .image_processing_vlmamba import VLMambaImageProcessor, VLMambaImageProcessorPil
+from .image_processing_vlmamba import VLMambaImageProcessor, VLMambaImageProcessorPil, open_image
 from .modeling_vlmamba import (
     MambaVLForConditionalGeneration,
     MambaVLModel,
@@ -15,7 +16,7 @@ from .modeling_vlmamba import (
     VLMambaModel,
     VLMambaPreTrainedModel,
 )
-from .processing_vlmamba import VLMambaProcessor
+from .processing_vlmamba import VLMambaProcessor, generate_answers
 
 
 __all__ = [
@@ -32,4 +33,6 @@ __all__ = [
     "VLMambaModel",
     "VLMambaPreTrainedModel",
     "VLMambaProcessor",
+    "generate_answers",
+    "open_image",
 ]

@@ -1,6 +1,8 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
-"""Image processors of Mamba-VL and Pythia-VL: squash to 336x336 and normalize with the OpenAI CLIP statistics."""
+"""Image processors of Mamba-VL and Pythia-VL: squash to 336x336 and normalize with the OpenAI CLIP statistics; and
+`open_image`, the one way image files are read (by the processors, the data collator, evaluation and prediction)."""
 
+import os
 from typing import ClassVar
 
 import numpy as np
@@ -107,6 +109,38 @@ def _to_rgb_compatible(image, index: int, input_data_format=None) -> PIL.Image.I
     return PIL.Image.fromarray(np.ascontiguousarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels))
 
 
+def open_image(path, row=None) -> PIL.Image.Image:
+    """Reads an image file as the image processors take it: decoded here (so a truncated or oversized file fails here,
+    naming it), in the file's own mode. 16-bit, gray, palette and transparent images are converted to RGB by the
+    image processor (16-bit values scaled, transparency on white), never here, so a file gives the same pixel values
+    as `processor(images=PIL.Image.open(path))`. EXIF orientation is not applied: boxes refer to the stored pixels.
+
+    Args:
+        path: the image file.
+        row: the row's index or id, named in errors.
+
+    Returns:
+        The decoded `PIL.Image.Image`.
+
+    Raises:
+        ValueError: the path is not a path, the file is missing, or it is not a readable image (including a
+            decompression bomb: more pixels than `PIL.Image.MAX_IMAGE_PIXELS` allows).
+    """
+    where = "" if row is None else f" (row {row!r})"
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"Image path must be a string or a path, got {path!r}{where}.")
+    if not os.path.exists(path):
+        raise ValueError(f"Image file not found: {os.fspath(path)!r}{where}.")
+    if os.path.isdir(path):
+        raise ValueError(f"Image path is a folder, not a file: {os.fspath(path)!r}{where}.")
+    try:
+        with PIL.Image.open(path) as image:
+            image.load()
+    except Exception as error:  # PIL raises many kinds (OSError, SyntaxError, DecompressionBombError, ...)
+        raise ValueError(f"Cannot read image {os.fspath(path)!r}{where}: {type(error).__name__}: {error}") from error
+    return image
+
+
 def _flat_list_of_images(images) -> list:
     # transformers' `make_flat_list_of_images` rejects 2-D (grayscale) arrays and lists mixing 2-D and 3-D ones.
     if isinstance(images, (list, tuple)):
@@ -130,6 +164,17 @@ class _VLMambaImageProcessingMixin:
     do_normalize = True
     do_convert_rgb = True
 
+    def fetch_images(self, image_url_or_urls):
+        # Local files go through `open_image` (named errors, no crash on a bad file); URLs and base64 to transformers.
+        if isinstance(image_url_or_urls, (list, tuple)):
+            return [self.fetch_images(item) for item in image_url_or_urls]
+        if isinstance(image_url_or_urls, os.PathLike) or (
+            isinstance(image_url_or_urls, str) and not image_url_or_urls.startswith(("http://", "https://", "data:"))
+            and (os.path.sep in image_url_or_urls or os.path.exists(image_url_or_urls))
+        ):
+            return open_image(image_url_or_urls)
+        return super().fetch_images(image_url_or_urls)
+
     def _prepare_images_structure(self, images, expected_ndims: int = 3) -> list:
         return _flat_list_of_images(self.fetch_images(images))
 
@@ -152,4 +197,4 @@ class VLMambaImageProcessorPil(_VLMambaImageProcessingMixin, PilBackend):
     """PIL image processor of Mamba-VL and Pythia-VL."""
 
 
-__all__ = ["VLMambaImageProcessor", "VLMambaImageProcessorPil"]
+__all__ = ["VLMambaImageProcessor", "VLMambaImageProcessorPil", "open_image"]

@@ -1,15 +1,21 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
 """Processor of Mamba-VL and Pythia-VL: images to pixel values, text with image placeholders to token ids, generated
-text back to text and boxes."""
+text back to text and boxes; and `generate_answers`, the one inference path from examples to parsed answers."""
 
+import os
+from collections.abc import Mapping, Sequence
+
+import PIL.Image
+import torch
 from transformers.feature_extraction_utils import BatchFeature
-from transformers.image_utils import is_valid_image
+from transformers.image_utils import get_image_size, is_valid_image, to_numpy_array
 from transformers.processing_utils import ProcessorMixin
 from transformers.tokenization_utils_base import AddedToken
 
 from .boxes import BoxFormat, location_tokens, parse_grounding
 from .configuration_vlmamba import image_block_ids
-from .tasks import TASKS, TaskPrompt, build_prompt, check_normalize_text
+from .image_processing_vlmamba import open_image
+from .tasks import MAX_NEW_TOKENS, TASKS, TaskPrompt, build_prompt, check_normalize_text
 
 
 # Messages have no role markers, as in the reference: text items are written as they are, image items become the
@@ -30,6 +36,8 @@ DEFAULT_CHAT_TEMPLATE = (
 LAYOUT_OVERRIDES = ("instruction_first", "normalize_text")
 # Fields of a chat task item that are the task's query; everything else in the item is an error.
 TASK_ITEM_FIELDS = ("question", "choices", "ocr", "expression", "box", "caption")
+# Decoding length of a free prompt (an example given as `prompt` text rather than as a task).
+FREE_PROMPT_MAX_NEW_TOKENS = 64
 
 
 class VLMambaProcessor(ProcessorMixin):
@@ -485,4 +493,168 @@ def _flatten_images(images) -> tuple[list, list[int] | None]:
     return flat, per_sample
 
 
-__all__ = ["VLMambaProcessor"]
+def free_prompt(text: str, image_token: str = "<image>") -> TaskPrompt:
+    """A free prompt (text with image placeholders, continued by the model) as a `TaskPrompt`: the text between the
+    placeholders and each placeholder are its segments, none supervised. `encode_prompt` then tokenizes it exactly as
+    `processor(text=...)` does, since the placeholder is a special token the tokenizer never merges across."""
+    if not isinstance(text, str):
+        raise ValueError(f"A prompt must be a string, got {type(text).__name__}.")
+    segments = []
+    for position, part in enumerate(text.split(image_token)):
+        if position:
+            segments.append((image_token, False))
+        if part:
+            segments.append((part, False))
+    return TaskPrompt(task="chat", segments=segments)
+
+
+def _read_image(image, where: str):
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            return open_image(image)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
+    if image is not None and not is_valid_image(image):
+        raise ValueError(f"{where}: field 'image' must be a path, a PIL image, an array or None, got "
+                         f"{type(image).__name__}.")
+    return image
+
+
+def _size_of(image) -> tuple[int, int]:
+    if isinstance(image, PIL.Image.Image):
+        return image.height, image.width
+    return tuple(int(side) for side in get_image_size(to_numpy_array(image)))
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = set()
+    for value in (getattr(getattr(model, "generation_config", None), "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(item) for item in value)
+    return ids
+
+
+@torch.no_grad()
+def generate_answers(
+    model,
+    processor,
+    examples: Sequence[Mapping],
+    *,
+    max_new_tokens: int | None = None,
+    batch_size: int = 8,
+    generation_kwargs: Mapping | None = None,
+    progress: bool = False,
+    desc: str | None = None,
+    **variant,
+) -> list[dict]:
+    r"""
+    The one inference path: examples in, parsed answers out. Prompts are written with the processor's prompt format
+    and tokenized segment by segment as in training (`build_prompt`, `encode_prompt`), batched with left padding,
+    continued by greedy `generate()`, cut at the first eos, and read by `post_process_grounding`. Every
+    batch gives the same tokens as one-by-one calls.
+
+    Args:
+        model: a Mamba-VL / Pythia-VL model (in eval mode), or anything whose `generate` takes `input_ids`,
+            `attention_mask`, `pixel_values` and returns the prompt followed by the new tokens.
+        processor ([`VLMambaProcessor`]): the model's processor.
+        examples (`list[dict]`): one dict per example, with
+            - `image`: a file path (read by `open_image`), a PIL image, an array, or `None` for a text-only example;
+            - either a `task` with its fields (written by `processor.build_prompt(example, for_generation=True,
+              **variant)`), or, without `task`, a free `prompt`: text with one image placeholder, or a `TaskPrompt`;
+            - optionally `image_size`, the `(height, width)` the pixel boxes refer to (the image's own by default),
+              `max_new_tokens`, and `id` (named in errors; the position by default).
+        max_new_tokens (`int`, *optional*): the decoding length of examples without their own; by default the task's
+            (`tasks.MAX_NEW_TOKENS`), and `FREE_PROMPT_MAX_NEW_TOKENS` for a free prompt.
+        batch_size (`int`, *optional*, defaults to 8): examples per `generate()` call. Examples are grouped by decoding
+            length; each answer is cut to its own.
+        generation_kwargs (`dict`, *optional*): more `generate()` arguments (e.g. `num_beams`); greedy by default.
+        progress (`bool`, *optional*): a tqdm bar over the batches, named `desc`.
+        variant: prompt variants for the task examples (`processor.build_prompt`'s).
+
+    Returns:
+        `list[dict]` in the order of `examples`, each with `prompt` (the text the model continued), `tokens` (the new
+        ids before the eos), and `post_process_grounding`'s `text`, `phrases`, `boxes` (pixel XYXY; `None` for a
+        text-only example) and `boxes_normalized`.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if max_new_tokens is not None and (
+        isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1
+    ):
+        raise ValueError(f"max_new_tokens must be a positive integer or None, got {max_new_tokens!r}.")
+    requests = []
+    for position, example in enumerate(examples):
+        if not isinstance(example, Mapping):
+            raise ValueError(f"Example {position} must be a dict, got {type(example).__name__}.")
+        name = example.get("id", position)
+        where = f"Example {name!r}" if "id" in example else f"Example {position}"
+        image = _read_image(example.get("image"), where)
+        free = "task" not in example
+        if free:
+            prompt = example.get("prompt")
+            if isinstance(prompt, str):
+                prompt = free_prompt(prompt, processor.image_token)
+            elif not isinstance(prompt, TaskPrompt):
+                raise ValueError(
+                    f"{where}: give a 'task' with its fields, or a 'prompt' (a string or a TaskPrompt), got "
+                    f"{'no prompt' if prompt is None else type(prompt).__name__}."
+                )
+        else:
+            prompt = processor.build_prompt(
+                {**example, "image": image}, for_generation=True, index=position, with_image=image is not None,
+                **variant,
+            )
+        encoded = processor.encode_prompt(prompt, image=image, index=name)
+        limit = example.get("max_new_tokens")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"{where}: field 'max_new_tokens' must be a positive integer, got {limit!r}.")
+        limit = limit or max_new_tokens
+        if limit is None:
+            limit = FREE_PROMPT_MAX_NEW_TOKENS if free else MAX_NEW_TOKENS[prompt.task]
+        size = example.get("image_size") or (_size_of(image) if image is not None else None)
+        requests.append({"prompt": prompt.text, "encoded": encoded, "limit": limit, "size": size})
+
+    tokenizer = processor.tokenizer
+    device = getattr(model, "device", torch.device("cpu"))
+    dtype = getattr(model, "dtype", None)
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = _eos_ids(model, tokenizer)
+    options = {"do_sample": False, "num_beams": 1, "pad_token_id": pad_token_id, **(generation_kwargs or {})}
+    order = sorted(range(len(requests)), key=lambda i: requests[i]["limit"])
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=desc, unit="batch")
+    results = [None] * len(requests)
+    for batch in batches:
+        items = [requests[i] for i in batch]
+        inputs = tokenizer.pad(
+            {"input_ids": [item["encoded"]["input_ids"] for item in items]},
+            padding=True,
+            padding_side="left",
+            return_attention_mask=True,
+            return_tensors="pt",
+        ).to(device)
+        pixels = [item["encoded"]["pixel_values"] for item in items if item["encoded"]["pixel_values"] is not None]
+        if pixels:
+            pixel_values = torch.cat(pixels).to(device)
+            if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+                pixel_values = pixel_values.to(dtype)
+            inputs["pixel_values"] = pixel_values
+        output = model.generate(**inputs, max_new_tokens=max(item["limit"] for item in items), **options)
+        new_tokens = []
+        for item, tokens in zip(items, output[:, inputs["input_ids"].shape[1] :].tolist()):
+            tokens = tokens[: item["limit"]]
+            end = next((position for position, token in enumerate(tokens) if token in eos), len(tokens))
+            new_tokens.append(tokens[:end])
+        # A text-only example has no image to scale its boxes to: its `boxes` is None.
+        parsed = processor.post_process_grounding(new_tokens, image_sizes=[item["size"] for item in items])
+        for i, item, tokens, answer in zip(batch, items, new_tokens, parsed):
+            results[i] = {"prompt": item["prompt"], "tokens": tokens, **answer}
+    return results
+
+
+__all__ = ["VLMambaProcessor", "generate_answers", "free_prompt", "FREE_PROMPT_MAX_NEW_TOKENS"]
