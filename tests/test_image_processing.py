@@ -359,7 +359,7 @@ def test_module_is_standalone():
             assert node.level == 0, "relative import"
             imported.add(node.module.split(".")[0])
     assert imported - sys.stdlib_module_names <= {"numpy", "PIL", "torch", "transformers"}
-    assert ipv.__all__ == ["VLMambaImageProcessor", "VLMambaImageProcessorPil", "open_image"]
+    assert ipv.__all__ == ["VLMambaImageProcessor", "VLMambaImageProcessorPil", "open_image", "is_image_source"]
 
 
 def _valid() -> np.ndarray:

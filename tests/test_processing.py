@@ -91,7 +91,7 @@ def test_placeholder_count_errors_name_the_sample(processor):
         processor(images=[[image()], [image(1)]], text=["<image>a", "b"])
     with pytest.raises(ValueError, match=r"but no|0 image"):
         processor(text=["<image>a"])
-    with pytest.raises(ValueError, match="Image 1 is a str"):
+    with pytest.raises(ValueError, match="Image 1: Image file not found: 'not an image'"):
         processor(images=[image(), "not an image"], text=["<image>a<image>"])
 
 
@@ -217,3 +217,58 @@ def test_a_config_saved_with_a_layout_field_loads_without_it(tmp_path):
 def test_bad_prompt_settings_are_refused(value):
     with pytest.raises(ValueError, match="normalize_text must be one of"):
         make_processor(normalize_text=value)
+
+
+# Images given as paths or URLs: read by `open_image`, the library's one image-reading path
+
+
+def _png_declaring(path, width: int, height: int):
+    """A PNG file whose header declares `width` x `height` (its pixel data is that of a 1x1 image)."""
+    import struct
+    import zlib
+
+    Image.new("RGB", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    start = data.index(b"IHDR")
+    data[start + 4 : start + 12] = struct.pack(">II", width, height)
+    data[start + 17 : start + 21] = struct.pack(">I", zlib.crc32(bytes(data[start : start + 17])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_images_given_as_paths_and_urls_are_the_same_inputs(tmp_path):
+    processor = make_processor()
+    path = tmp_path / "scene.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 4), dtype=np.uint8), "RGBA").save(path)
+    expected = processor(images=[Image.open(path)], text=["<image>What is it?"], return_tensors="pt")
+    for source in (str(path), path, f"file://{path}"):
+        inputs = processor(images=source, text="<image>What is it?", return_tensors="pt")
+        assert torch.equal(inputs["pixel_values"], expected["pixel_values"]), source
+        assert torch.equal(inputs["input_ids"], expected["input_ids"])
+    pil_item = {"type": "image", "image": Image.open(path)}
+    for item in (pil_item, {"type": "image", "url": str(path)}, {"type": "image", "path": str(path)},
+                 {"type": "image", "image": str(path)}):
+        messages = [{"role": "user", "content": [item, {"type": "text", "text": "What is it?"}]}]
+        inputs = processor.apply_chat_template(messages, tokenize=True, return_dict=True, return_tensors="pt")
+        assert torch.equal(inputs["pixel_values"], expected["pixel_values"]), item
+        assert torch.equal(inputs["input_ids"], expected["input_ids"]), item
+
+
+def test_a_bad_image_file_is_an_error_naming_it_never_a_crash(tmp_path):
+    processor = make_processor()
+    corrupt = tmp_path / "corrupt.png"
+    Image.new("RGB", (8, 8)).save(corrupt)
+    corrupt.write_bytes(corrupt.read_bytes()[:40] + b"\x00" * 30)
+    bomb = _png_declaring(tmp_path / "bomb.png", 30000, 30000)
+    cases = {corrupt: "Cannot read image", bomb: "DecompressionBombError", tmp_path: "a folder, not a file",
+             tmp_path / "missing.png": "not found", "http://127.0.0.1:9/x.png": "Cannot download image"}
+    for source, message in cases.items():
+        # The default (torchvision) image processor, the processor and the training collator all read it one way.
+        with pytest.raises(ValueError, match=message) as error:
+            processor.image_processor(str(source), return_tensors="pt")
+        assert str(source).split("://")[-1] in str(error.value)
+        with pytest.raises(ValueError, match=f"Image 0: .*{message}"):
+            processor(images=[str(source)], text=["<image>"])
+    collator = VLMambaDataCollator(processor)
+    with pytest.raises(ValueError, match=r"bomb.png' \(row 'big'\): DecompressionBombError"):
+        collator([{"id": "big", "task": "captioning", "caption": "a cat", "image": str(bomb)}])

@@ -109,35 +109,56 @@ def _to_rgb_compatible(image, index: int, input_data_format=None) -> PIL.Image.I
     return PIL.Image.fromarray(np.ascontiguousarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels))
 
 
-def open_image(path, row=None) -> PIL.Image.Image:
-    """Reads an image file as the image processors take it: decoded here (so a truncated or oversized file fails here,
-    naming it), in the file's own mode. 16-bit, gray, palette and transparent images are converted to RGB by the
-    image processor (16-bit values scaled, transparency on white), never here, so a file gives the same pixel values
-    as `processor(images=PIL.Image.open(path))`. EXIF orientation is not applied: boxes refer to the stored pixels.
+def is_image_source(value) -> bool:
+    """Whether `value` names an image to read (a path, a `file://` or http(s) URL) rather than holding one."""
+    return isinstance(value, os.PathLike) or (isinstance(value, str) and not value.startswith("data:"))
+
+
+def open_image(path, row=None, timeout: float | None = 30) -> PIL.Image.Image:
+    """Reads an image file (or a `file://` or http(s) URL) as the image processors take it: decoded here (so a
+    truncated or oversized file fails here, naming it), in the file's own mode. 16-bit, gray, palette and transparent
+    images are converted to RGB by the image processor (16-bit values scaled, transparency on white), never here, so a
+    file gives the same pixel values as `processor(images=PIL.Image.open(path))`. EXIF orientation is not applied:
+    boxes refer to the stored pixels.
 
     Args:
-        path: the image file.
+        path: the image file, or its URL.
         row: the row's index or id, named in errors.
+        timeout: seconds to wait for a URL.
 
     Returns:
         The decoded `PIL.Image.Image`.
 
     Raises:
         ValueError: the path is not a path, the file is missing, or it is not a readable image (including a
-            decompression bomb: more pixels than `PIL.Image.MAX_IMAGE_PIXELS` allows).
+            decompression bomb: more pixels than `PIL.Image.MAX_IMAGE_PIXELS` allows), or the URL cannot be read.
     """
     where = "" if row is None else f" (row {row!r})"
-    if not isinstance(path, (str, os.PathLike)):
+    if not is_image_source(path):
         raise ValueError(f"Image path must be a string or a path, got {path!r}{where}.")
-    if not os.path.exists(path):
-        raise ValueError(f"Image file not found: {os.fspath(path)!r}{where}.")
-    if os.path.isdir(path):
-        raise ValueError(f"Image path is a folder, not a file: {os.fspath(path)!r}{where}.")
+    name = os.fspath(path)
+    if name.startswith(("http://", "https://")):
+        import io
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(name, timeout=timeout) as response:
+                source = io.BytesIO(response.read())
+        except (OSError, ValueError) as error:  # URLError and HTTPError are OSErrors
+            raise ValueError(f"Cannot download image {name!r}{where}: {error}") from error
+    else:
+        if name.startswith("file://"):
+            name = name[len("file://") :]
+        if not os.path.exists(name):
+            raise ValueError(f"Image file not found: {name!r}{where}.")
+        if os.path.isdir(name):
+            raise ValueError(f"Image path is a folder, not a file: {name!r}{where}.")
+        source = name
     try:
-        with PIL.Image.open(path) as image:
+        with PIL.Image.open(source) as image:
             image.load()
     except Exception as error:  # PIL raises many kinds (OSError, SyntaxError, DecompressionBombError, ...)
-        raise ValueError(f"Cannot read image {os.fspath(path)!r}{where}: {type(error).__name__}: {error}") from error
+        raise ValueError(f"Cannot read image {name!r}{where}: {type(error).__name__}: {error}") from error
     return image
 
 
@@ -165,13 +186,10 @@ class _VLMambaImageProcessingMixin:
     do_convert_rgb = True
 
     def fetch_images(self, image_url_or_urls):
-        # Local files go through `open_image` (named errors, no crash on a bad file); URLs and base64 to transformers.
+        # Paths and URLs go through `open_image` (named errors, no crash on a bad file); base64 data to transformers.
         if isinstance(image_url_or_urls, (list, tuple)):
             return [self.fetch_images(item) for item in image_url_or_urls]
-        if isinstance(image_url_or_urls, os.PathLike) or (
-            isinstance(image_url_or_urls, str) and not image_url_or_urls.startswith(("http://", "https://", "data:"))
-            and (os.path.sep in image_url_or_urls or os.path.exists(image_url_or_urls))
-        ):
+        if is_image_source(image_url_or_urls):
             return open_image(image_url_or_urls)
         return super().fetch_images(image_url_or_urls)
 
@@ -197,4 +215,4 @@ class VLMambaImageProcessorPil(_VLMambaImageProcessingMixin, PilBackend):
     """PIL image processor of Mamba-VL and Pythia-VL."""
 
 
-__all__ = ["VLMambaImageProcessor", "VLMambaImageProcessorPil", "open_image"]
+__all__ = ["VLMambaImageProcessor", "VLMambaImageProcessorPil", "open_image", "is_image_source"]

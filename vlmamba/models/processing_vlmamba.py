@@ -2,7 +2,6 @@
 """Processor of Mamba-VL and Pythia-VL: images to pixel values, text with image placeholders to token ids, generated
 text back to text and boxes; and `generate_answers`, the one inference path from examples to parsed answers."""
 
-import os
 from collections.abc import Mapping, Sequence
 
 import PIL.Image
@@ -14,7 +13,7 @@ from transformers.tokenization_utils_base import AddedToken
 
 from .boxes import BoxFormat, location_tokens, parse_grounding
 from .configuration_vlmamba import image_block_ids
-from .image_processing_vlmamba import open_image
+from .image_processing_vlmamba import is_image_source, open_image
 from .tasks import MAX_NEW_TOKENS, TASKS, TaskPrompt, build_prompt, check_normalize_text
 
 
@@ -478,8 +477,8 @@ def _flatten_images(images) -> tuple[list, list[int] | None]:
     """Returns the images as a flat list and, when given one list per sample, the number of images per sample."""
     if images is None:
         return [], None
-    if is_valid_image(images):
-        return [images], None
+    if is_valid_image(images) or is_image_source(images):
+        return [_opened(images, 0)], None
     if not isinstance(images, (list, tuple)):
         raise ValueError(f"images must be an image or a list of images, got {type(images).__name__}.")
     if all(isinstance(item, (list, tuple)) for item in images) and images:
@@ -487,10 +486,21 @@ def _flatten_images(images) -> tuple[list, list[int] | None]:
         per_sample = [len(sample) for sample in images]
     else:
         flat, per_sample = list(images), None
-    for index, image in enumerate(flat):
-        if not is_valid_image(image):
-            raise ValueError(f"Image {index} is a {type(image).__name__}, not a PIL image, numpy array or tensor.")
-    return flat, per_sample
+    return [_opened(image, index) for index, image in enumerate(flat)], per_sample
+
+
+def _opened(image, index: int):
+    """An image of the batch: as given, or read by `open_image` from its path or URL."""
+    if is_image_source(image):
+        try:
+            return open_image(image)
+        except ValueError as error:
+            raise ValueError(f"Image {index}: {error}") from None
+    if not is_valid_image(image):
+        raise ValueError(
+            f"Image {index} is a {type(image).__name__}, not a PIL image, numpy array, tensor, path or URL."
+        )
+    return image
 
 
 def free_prompt(text: str, image_token: str = "<image>") -> TaskPrompt:
@@ -509,7 +519,7 @@ def free_prompt(text: str, image_token: str = "<image>") -> TaskPrompt:
 
 
 def _read_image(image, where: str):
-    if isinstance(image, (str, os.PathLike)):
+    if is_image_source(image):
         try:
             return open_image(image)
         except ValueError as error:
