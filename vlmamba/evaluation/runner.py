@@ -2,8 +2,9 @@
 """Benchmark evaluation: batched greedy generation over the reference's benchmarks, resumable, scored with
 `vlmamba.evaluation.metrics` (the library side of `vlmamba evaluate`).
 
-`BENCHMARKS` names each benchmark, the `vlmamba.data` loader that reads it and its files, the prompt, the decoding
-length, how the answer is read from the generated text and which metric scores it. `evaluate_benchmark` runs one:
+`vlmamba.evaluation.benchmarks.BENCHMARKS` names each benchmark, the `vlmamba.data` loader that reads it and its
+files, the prompt, the decoding length, how the answer is read from the generated text and which metric scores it.
+`evaluate_benchmark` runs one:
 
 1. It loads the rows (the first `limit` ones with `limit`) and checks that their images exist.
 2. It answers the rows in batches with `generate_answers` (the library's one inference path): each row's prompt is
@@ -22,25 +23,7 @@ directory reads the predictions file, keeps the samples already done and generat
 off by a killed run is dropped and its sample redone. The model, `instruction_first` and `max_new_tokens` must be
 those of the first run, and `limit` the same or larger (or `None`), unless `overwrite=True` starts afresh.
 
-Data layout under `data_root` (the official downloads' file names); image folders are under `image_root`, by
-default `data_root`. Any file or folder can be given instead (`annotations`, by loader argument; `layout_lines()`
-lists them):
-
-- `coco`: `coco/dataset_coco.json` (Karpathy's, test split); images `coco/images/` (holding `val2014/`).
-- `nocaps`: `nocaps/nocaps_val_4500_captions.json`; images `nocaps/images/`.
-- `textcaps`: `textcaps/TextCaps_0.1_val.json`; images `textvqa/train_images/` (TextVQA's, which TextCaps uses).
-- `vqav2`: `vqav2/v2_OpenEnded_mscoco_val2014_questions.json`, `vqav2/v2_mscoco_val2014_annotations.json`; images
-  `coco/images/val2014/`.
-- `gqa`: `gqa/testdev_balanced_questions.json`; images `gqa/images/`.
-- `v7w_telling`, `v7w_pointing`: `visual7w/dataset_v7w_telling.json`, `visual7w/dataset_v7w_pointing.json` (test
-  split; pointing takes an optional `boxes_json`); images `visual7w/images/`.
-- `vsr`: `vsr/test.jsonl` (the random split's test file); images `vsr/images/`.
-- `pope_adversarial`, `pope_popular`, `pope_random`: `pope/coco_pope_{subset}.json`; images `coco/images/val2014/`.
-- `refcoco_testa`, `refcoco_testb`, `refcoco+_testa`, `refcoco+_testb`, `refcocog_test`: `{dataset}/refs(unc).p`
-  (`refcocog/refs(umd).p`) and `{dataset}/instances.json`; images `coco/images/train2014/`.
-- `textvqa`: `textvqa/TextVQA_0.5.1_val.json` (optional `ocr_json`: Rosetta OCR tokens when the file has none);
-  images `textvqa/train_images/`.
-- `ai2d`: the `ai2d/` folder (`questions/`, `annotations/`) and `ai2d/ai2d_test_ids.csv`; images `ai2d/images/`.
+The benchmarks, their files and the data layout are in `vlmamba.evaluation.benchmarks`.
 
 Choices where the reference differs or is silent:
 
@@ -52,388 +35,19 @@ Choices where the reference differs or is silent:
 import json
 import math
 import os
-import pickle
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from .. import data
 from ..models.processing_vlmamba import generate_answers
-from ..models.tasks import MULTIPLE_CHOICE_LETTERS, TASKS
+from .benchmarks import BENCHMARKS, MAIN_SCORES, Benchmark, benchmark_paths, get_benchmark, load_benchmark, reference_of
 
 
-ANSWER_FORMS = ("caption", "short", "box")
-REFERENCE_FIELDS = ("references", "answers", "answer", "letter", "box")
 # The settings a resumed run must share with the run that wrote the predictions.
 RESUME_SETTINGS = ("model", "instruction_first", "max_new_tokens", "limit")
-# The scores `results_table` shows for each metric.
-MAIN_SCORES = {
-    "cider": ("cider",),
-    "vqa_accuracy": ("vqa_accuracy",),
-    "exact_match": ("exact_match",),
-    "grounding_accuracy": ("grounding_accuracy",),
-    "pope": ("accuracy", "f1"),
-    "multiple_choice": ("accuracy",),
-    "image_text_match": ("accuracy",),
-}
-IMAGES_KEY = "images"
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """One benchmark: its data, prompt, decoding and scoring.
-
-    Args:
-        name: the benchmark's name (a key of `BENCHMARKS`).
-        description: the data and split, for people.
-        loader: the `vlmamba.data` loader that reads the files.
-        files: `(loader argument, path under the data root)` pairs, the main file first.
-        images: the image folder under the image root (the loader's `image_root`).
-        task: the task of the loader's rows.
-        max_new_tokens: the greedy decoding length (the reference's, per benchmark).
-        answer: how the generated text is read: `"caption"`, `"short"` or `"box"` (see the module docstring).
-        metric: the `vlmamba.evaluation.metrics` name.
-        reference: the row field the metric compares with: `"references"`, `"answers"`, `"answer"`, `"box"`, or
-            `"letter"` (the letter of the option index in `answer`).
-        loader_kwargs: further loader arguments (split, kind, ...).
-        optional_files: loader arguments that take a file only when one is given (`annotations`).
-        prompt: `build_prompt` keywords of the benchmark's prompt variant.
-    """
-
-    name: str
-    description: str
-    loader: Callable
-    files: tuple[tuple[str, str], ...]
-    images: str
-    task: str
-    max_new_tokens: int
-    answer: str
-    metric: str
-    reference: str
-    loader_kwargs: Mapping = field(default_factory=dict)
-    optional_files: tuple[str, ...] = ()
-    prompt: Mapping = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"Benchmark {self.name!r}: task must be one of {TASKS}, got {self.task!r}.")
-        if self.answer not in ANSWER_FORMS:
-            raise ValueError(f"Benchmark {self.name!r}: answer must be one of {ANSWER_FORMS}, got {self.answer!r}.")
-        if self.reference not in REFERENCE_FIELDS:
-            raise ValueError(
-                f"Benchmark {self.name!r}: reference must be one of {REFERENCE_FIELDS}, got {self.reference!r}."
-            )
-        if self.metric not in MAIN_SCORES:
-            raise ValueError(
-                f"Benchmark {self.name!r}: metric must be one of {tuple(MAIN_SCORES)}, got {self.metric!r}."
-            )
-
-    @property
-    def file_arguments(self) -> tuple[str, ...]:
-        """The loader arguments that name files: required ones, then optional ones."""
-        return tuple(argument for argument, _ in self.files) + self.optional_files
-
-
-def _captioning(
-    name: str,
-    description: str,
-    loader: Callable,
-    file: tuple[str, str],
-    images: str,
-    max_new_tokens: int,
-    **loader_kwargs,
-) -> Benchmark:
-    return Benchmark(
-        name=name,
-        description=description,
-        loader=loader,
-        files=(file,),
-        images=images,
-        task="captioning",
-        max_new_tokens=max_new_tokens,
-        answer="caption",
-        metric="cider",
-        reference="references",
-        loader_kwargs=loader_kwargs,
-    )
-
-
-def _pope(subset: str) -> Benchmark:
-    return Benchmark(
-        name=f"pope_{subset}",
-        description=f"POPE on COCO, {subset} subset",
-        loader=data.load_pope,
-        files=(("jsonl_path", f"pope/coco_pope_{subset}.json"),),
-        images="coco/images/val2014",
-        task="vqa",
-        max_new_tokens=120,
-        answer="short",
-        metric="pope",
-        reference="answer",
-        loader_kwargs={"source": f"pope_{subset}"},
-        # "{instruction}\n{Question}\n" as one string.
-        prompt={"vqa_format": "plain", "merge_turns": True},
-    )
-
-
-def _refcoco(name: str, dataset: str, refs: str, split: str, description: str) -> Benchmark:
-    return Benchmark(
-        name=name,
-        description=description,
-        loader=data.load_refcoco,
-        files=(("refs_pickle", f"{dataset}/{refs}"), ("instances_json", f"{dataset}/instances.json")),
-        images="coco/images/train2014",
-        task="grounding",
-        max_new_tokens=120,
-        answer="box",
-        metric="grounding_accuracy",
-        reference="box",
-        loader_kwargs={"split": split, "source": dataset},
-    )
-
-
-def _visual7w(kind: str) -> Benchmark:
-    pointing = kind == "pointing"
-    return Benchmark(
-        name=f"v7w_{kind}",
-        description=f"Visual7W {kind}, test",
-        loader=data.load_visual7w,
-        files=(("json_path", f"visual7w/dataset_v7w_{kind}.json"),),
-        images="visual7w/images",
-        task="multiple_choice",
-        max_new_tokens=20,
-        answer="short",
-        metric="multiple_choice",
-        reference="letter",
-        # Pointing options are pixel boxes, clipped to the image, whose size is then read.
-        loader_kwargs={"kind": kind, "split": "test", "check_images": pointing},
-        optional_files=("boxes_json",) if pointing else (),
-    )
-
-
-BENCHMARKS: dict[str, Benchmark] = {
-    benchmark.name: benchmark
-    for benchmark in (
-        _captioning(
-            "coco",
-            "COCO captions, Karpathy test split",
-            data.load_coco_captions,
-            ("karpathy_json", "coco/dataset_coco.json"),
-            "coco/images",
-            40,
-            split="test",
-        ),
-        _captioning(
-            "nocaps",
-            "NoCaps validation, all domains",
-            data.load_nocaps,
-            ("json_path", "nocaps/nocaps_val_4500_captions.json"),
-            "nocaps/images",
-            40,
-        ),
-        _captioning(
-            "textcaps",
-            "TextCaps validation",
-            data.load_textcaps,
-            ("json_path", "textcaps/TextCaps_0.1_val.json"),
-            "textvqa/train_images",
-            15,
-            per_caption=False,
-        ),
-        Benchmark(
-            name="vqav2",
-            description="VQAv2 validation",
-            loader=data.load_vqav2,
-            files=(
-                ("questions_json", "vqav2/v2_OpenEnded_mscoco_val2014_questions.json"),
-                ("annotations_json", "vqav2/v2_mscoco_val2014_annotations.json"),
-            ),
-            images="coco/images/val2014",
-            task="vqa",
-            max_new_tokens=15,
-            answer="short",
-            metric="vqa_accuracy",
-            reference="answers",
-        ),
-        Benchmark(
-            name="gqa",
-            description="GQA test-dev, balanced",
-            loader=data.load_gqa,
-            files=(("questions_json", "gqa/testdev_balanced_questions.json"),),
-            images="gqa/images",
-            task="vqa",
-            max_new_tokens=20,
-            answer="short",
-            metric="exact_match",
-            reference="answer",
-            prompt={"merge_turns": True},
-        ),
-        _visual7w("telling"),
-        Benchmark(
-            name="vsr",
-            description="VSR, random split, test",
-            loader=data.load_vsr,
-            files=(("jsonl_path", "vsr/test.jsonl"),),
-            images="vsr/images",
-            task="image_text_match",
-            max_new_tokens=120,
-            answer="short",
-            metric="image_text_match",
-            reference="answer",
-            prompt={"merge_turns": True},
-        ),
-        _pope("adversarial"),
-        _pope("popular"),
-        _pope("random"),
-        _refcoco("refcoco_testa", "refcoco", "refs(unc).p", "testA", "RefCOCO (UNC), testA"),
-        _refcoco("refcoco_testb", "refcoco", "refs(unc).p", "testB", "RefCOCO (UNC), testB"),
-        _refcoco("refcoco+_testa", "refcoco+", "refs(unc).p", "testA", "RefCOCO+ (UNC), testA"),
-        _refcoco("refcoco+_testb", "refcoco+", "refs(unc).p", "testB", "RefCOCO+ (UNC), testB"),
-        _refcoco("refcocog_test", "refcocog", "refs(umd).p", "test", "RefCOCOg (UMD), test"),
-        _visual7w("pointing"),
-        Benchmark(
-            name="textvqa",
-            description="TextVQA validation, OCR tokens in the prompt",
-            loader=data.load_textvqa,
-            files=(("json_path", "textvqa/TextVQA_0.5.1_val.json"),),
-            images="textvqa/train_images",
-            task="vqa",
-            max_new_tokens=20,
-            answer="short",
-            metric="vqa_accuracy",
-            reference="answers",
-            optional_files=("ocr_json",),
-            prompt={"ocr_tokens": True, "merge_turns": True},
-        ),
-        Benchmark(
-            name="ai2d",
-            description="AI2D, the reference's test diagrams",
-            loader=data.load_ai2d,
-            files=(("annotation_dir", "ai2d"), ("ids", "ai2d/ai2d_test_ids.csv")),
-            images="ai2d/images",
-            task="multiple_choice",
-            max_new_tokens=10,
-            answer="short",
-            metric="multiple_choice",
-            reference="letter",
-            # The reference keeps the case of AI2D questions (diagram labels are letters).
-            prompt={"normalize_text": "keep_case"},
-        ),
-    )
-}
-
-
-def get_benchmark(benchmark: str | Benchmark) -> Benchmark:
-    """A `Benchmark` by name (a key of `BENCHMARKS`), or the given one."""
-    if isinstance(benchmark, Benchmark):
-        return benchmark
-    if benchmark not in BENCHMARKS:
-        raise ValueError(f"Unknown benchmark {benchmark!r}; known benchmarks: {', '.join(BENCHMARKS)}.")
-    return BENCHMARKS[benchmark]
-
-
-def benchmark_paths(
-    benchmark: str | Benchmark, data_root=None, image_root=None, annotations: Mapping | None = None
-) -> tuple[dict[str, Path], Path]:
-    """The files and image folder of a benchmark: `({loader argument: path}, image folder)`.
-
-    Args:
-        benchmark: a name of `BENCHMARKS` or a `Benchmark`.
-        data_root: the folder of the layout (module docstring); the default paths are under it.
-        image_root: the root of the image folders; `data_root` by default.
-        annotations: paths that replace the layout's, by loader argument (`{"karpathy_json": ...}`; optional files
-            such as `ocr_json` are used only when given here), and `"images"` for the image folder itself.
-
-    Raises:
-        ValueError: an unknown key in `annotations`, or a path that is neither given nor under a root. Whether the
-            files exist is checked by `evaluate_benchmark`.
-    """
-    benchmark = get_benchmark(benchmark)
-    annotations = dict(annotations or {})
-    known = (*benchmark.file_arguments, IMAGES_KEY)
-    unknown = sorted(set(annotations) - set(known))
-    if unknown:
-        raise ValueError(
-            f"Benchmark {benchmark.name!r}: unknown annotation key(s) {unknown}; its files are {', '.join(known)}."
-        )
-    image_root = image_root if image_root is not None else data_root
-    paths = {}
-    for argument, relative in benchmark.files:
-        if argument in annotations:
-            paths[argument] = Path(annotations[argument])
-        elif data_root is None:
-            raise ValueError(
-                f"Benchmark {benchmark.name!r}: give a data root (holding {relative}) or the path of {argument!r}."
-            )
-        else:
-            paths[argument] = Path(data_root) / relative
-    for argument in benchmark.optional_files:
-        if annotations.get(argument) is not None:
-            paths[argument] = Path(annotations[argument])
-    if IMAGES_KEY in annotations:
-        images = Path(annotations[IMAGES_KEY])
-    elif image_root is None:
-        raise ValueError(f"Benchmark {benchmark.name!r}: give an image root (holding {benchmark.images}) or 'images'.")
-    else:
-        images = Path(image_root) / benchmark.images
-    return paths, images
-
-
-def load_benchmark(benchmark: str | Benchmark, data_root=None, image_root=None, annotations=None) -> list[dict]:
-    """The rows of a benchmark (see `benchmark_paths` for the arguments), after checking that its files exist.
-
-    Raises:
-        ValueError: a missing file or folder (naming the benchmark and the path), a malformed annotation file (from
-            the loader), no rows, or two rows with the same id.
-    """
-    benchmark = get_benchmark(benchmark)
-    paths, images = benchmark_paths(benchmark, data_root, image_root, annotations)
-    for argument, path in paths.items():
-        if not path.exists():
-            raise ValueError(
-                f"Benchmark {benchmark.name!r}: {argument} not found: {path} (see the data layout of "
-                f"`vlmamba.evaluation`, or give the path: --annotations {benchmark.name}.{argument}=PATH)."
-            )
-    if not images.is_dir():
-        raise ValueError(
-            f"Benchmark {benchmark.name!r}: image folder not found: {images} (set the image root, or give the folder: "
-            f"--annotations {benchmark.name}.images=DIR)."
-        )
-    try:
-        files = {argument: str(path) for argument, path in paths.items()}
-        dataset = benchmark.loader(**files, image_root=str(images), **benchmark.loader_kwargs)
-    except (ValueError, OSError, pickle.UnpicklingError) as error:
-        raise ValueError(f"Benchmark {benchmark.name!r}: {error}") from error
-    rows = [dataset[index] for index in range(len(dataset))]
-    if not rows:
-        raise ValueError(f"Benchmark {benchmark.name!r}: {paths[benchmark.files[0][0]]} holds no samples.")
-    seen = set()
-    for row in rows:
-        if row["id"] in seen:
-            raise ValueError(
-                f"Benchmark {benchmark.name!r}: two samples have the id {row['id']!r}; ids must be unique."
-            )
-        seen.add(row["id"])
-    return rows
-
-
-def reference_of(benchmark: Benchmark, row: Mapping):
-    """What the metric compares the prediction of `row` with (see `Benchmark.reference`)."""
-    field_name = "answer" if benchmark.reference == "letter" else benchmark.reference
-    value = row.get(field_name)
-    if value is None or (benchmark.reference in ("references", "answers") and len(value) == 0):
-        raise ValueError(
-            f"Benchmark {benchmark.name!r}: sample {row['id']!r} has no {field_name!r} to score against (is the "
-            "annotation file a test split without answers?)."
-        )
-    if benchmark.reference == "letter":
-        return MULTIPLE_CHOICE_LETTERS[value]
-    if benchmark.reference == "box":
-        return [float(coordinate) for coordinate in value]
-    return list(value) if benchmark.reference in ("references", "answers") else value
 
 
 def read_answer(benchmark: Benchmark, answer: Mapping):
@@ -780,23 +394,7 @@ def results_table(results: Mapping[str, Mapping]) -> str:
     return "\n".join(lines)
 
 
-def layout_lines() -> list[str]:
-    """The expected data layout, one line per benchmark: its files and image folder under the roots."""
-    lines = []
-    for benchmark in BENCHMARKS.values():
-        files = ", ".join(f"{argument}={path}" for argument, path in benchmark.files)
-        optional = "".join(f" [{argument}=FILE]" for argument in benchmark.optional_files)
-        lines.append(f"  {benchmark.name:<17} {files}{optional}; images: {benchmark.images}")
-    return lines
-
-
 __all__ = [
-    "Benchmark",
-    "BENCHMARKS",
-    "get_benchmark",
-    "benchmark_paths",
-    "load_benchmark",
-    "reference_of",
     "read_answer",
     "read_predictions",
     "generate_batch",
@@ -805,5 +403,4 @@ __all__ = [
     "evaluate_benchmarks",
     "write_results",
     "results_table",
-    "layout_lines",
 ]
