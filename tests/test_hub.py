@@ -117,6 +117,20 @@ def test_image_text_to_text_pipeline(saved):
     assert isinstance(chat[0]["generated_text"], (str, list))
 
 
+def test_batched_pipeline_answers_as_one_by_one_calls(saved):
+    family, directory, model, processor, image_path = saved
+    assert AutoProcessor.from_pretrained(directory).tokenizer.padding_side == "left"
+    pipe = pipeline("image-text-to-text", model=str(directory))
+    images = [demo_image(seed=seed) for seed in range(4)]
+    # Prompts of different lengths, so that the shorter ones are padded in the batch.
+    texts = [PROMPT, "<image>What?", "<image>Describe the picture, its colours and its shapes, in detail.", PROMPT]
+    batched = pipe(images=images, text=texts, batch_size=4, max_new_tokens=6, return_full_text=False)
+    alone = [pipe(images=image, text=text, max_new_tokens=6, return_full_text=False)
+             for image, text in zip(images, texts)]
+    assert len(batched) == len(texts)
+    assert [result["generated_text"] for result in batched] == [result[0]["generated_text"] for result in alone]
+
+
 def test_pipeline_chat_with_a_task_item_matches_generate(saved):
     family, directory, model, processor, image_path = saved
     pipe = pipeline("image-text-to-text", model=str(directory))

@@ -18,9 +18,9 @@ from vlmamba.experiments.quickstart import (
     evaluation_items,
     results_table,
     score,
-    training_texts,
 )
 from vlmamba.toy import train_tokenizer
+from vlmamba.training import prompt_texts
 
 
 def _rows(num_scenes=3, seed=5):
@@ -92,7 +92,7 @@ def test_held_out_scenes_seen_in_training_are_dropped():
 
 def test_blind_items_use_another_scenes_image(tmp_path):
     rows = _rows(3)
-    tokenizer = train_tokenizer(training_texts(make_shapes_dataset(3, seed=0, image_size=32)))
+    tokenizer = train_tokenizer(prompt_texts(make_shapes_dataset(3, seed=0, image_size=32)))
     _, processor = build("pythia", tokenizer, QuickstartConfig(width=32, depth={"mamba": 2, "pythia": 1}))
     seeing = evaluation_items(rows, processor, tmp_path)
     blind = evaluation_items(rows, processor, tmp_path, blind=True)

@@ -99,6 +99,12 @@ def _predict(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from .training import main as train_main
+
+    return train_main(args.train_args, prog="vlmamba train")
+
+
 def _annotation_overrides(values) -> dict:
     """`--annotations` values `NAME=PATH` (the benchmark's main file) or `NAME.FILE=PATH` (a loader argument, or
     `images` for the image folder) -> `{benchmark: {argument: path}}`."""
@@ -197,6 +203,15 @@ def main(argv=None) -> int:
     )
     retrieval.set_defaults(func=_retrieval)
 
+    # Every flag after `train` goes to the training parser (`vlmamba train --help` lists them), so this sub-parser
+    # declares none of its own.
+    train = commands.add_parser(
+        "train",
+        add_help=False,
+        help="Train one stage of the paper (connector; language model, fully or LoRA) with the standard Trainer.",
+    )
+    train.set_defaults(func=_train)
+
     from .predict import PREDICT_TASKS
 
     predict = commands.add_parser(
@@ -240,7 +255,11 @@ def main(argv=None) -> int:
     )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_evaluate)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":
+        args.train_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args.func(args)
 
 

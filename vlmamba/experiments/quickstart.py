@@ -30,12 +30,11 @@ from pathlib import Path
 
 import torch
 
-from ..data.collator import VLMambaDataCollator
 from ..data.shapes import chance_levels, make_shapes_dataset
 from ..evaluation.boxes import draw_boxes
 from ..model_card import write_model_card
-from ..models.tasks import DEFAULT_IMAGE_TOKEN, build_prompt
 from ..toy import tiny_model, tiny_processor, train_tokenizer
+from ..training import make_trainer, prompt_texts
 from .remote_check import generate_without_vlmamba
 
 
@@ -116,13 +115,6 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def training_texts(dataset, normalize_text=True, limit: int = 5000) -> list[str]:
-    """The training text of (up to `limit`) rows, without image placeholders, for the tokenizer to be trained on."""
-    rows = dataset.select(range(min(limit, len(dataset)))).remove_columns("image")
-    texts = [build_prompt(row, normalize_text=normalize_text).text for row in rows]
-    return [text.replace(DEFAULT_IMAGE_TOKEN, "") for text in texts]
-
-
 def build(family: str, tokenizer, config: QuickstartConfig):
     """A randomly initialised model of `family` and its processor, seeded by `config.seed`."""
     processor = tiny_processor(
@@ -141,8 +133,9 @@ def build(family: str, tokenizer, config: QuickstartConfig):
 
 
 def train(model, processor, dataset, config: QuickstartConfig, output_dir, progress: bool = True) -> dict:
-    """Trains every parameter with `Trainer` for `config.steps` steps; returns the loss curve and the time taken."""
-    from transformers import Trainer, TrainingArguments
+    """Trains every parameter for `config.steps` steps through `vlmamba.training.make_trainer` (the `Trainer` set-up
+    of `vlmamba train`); returns the loss curve and the time taken."""
+    from transformers import TrainingArguments
 
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -156,18 +149,11 @@ def train(model, processor, dataset, config: QuickstartConfig, output_dir, progr
         save_strategy="no",
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
-        remove_unused_columns=False,
         disable_tqdm=not progress,
         seed=config.seed,
     )
     model.train()
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=VLMambaDataCollator(processor),
-        processing_class=processor,
-    )
+    trainer = make_trainer(model, processor, dataset, args)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -299,7 +285,7 @@ def run_quickstart(output_dir, config: QuickstartConfig | None = None, progress:
     eval_rows = [held_out[i] for i in range(len(held_out))]
     log(f"Data: {len(train_rows)} training examples from {config.train_scenes} scenes; {len(eval_rows)} held-out "
         f"examples from {config.eval_scenes - repeated} scenes ({repeated} dropped: image seen in training).")
-    tokenizer = train_tokenizer(training_texts(train_rows), vocab_size=config.vocab_size)
+    tokenizer = train_tokenizer(prompt_texts(train_rows), vocab_size=config.vocab_size)
     trained = {family: _trained_model(family, tokenizer, train_rows, config, output_dir, progress, log)
                for family in config.families}
     results = {"config": asdict(config), "families": {}, "chance": chance(eval_rows)}
@@ -411,4 +397,4 @@ def results_table(results: dict) -> str:
 
 
 __all__ = ["QuickstartConfig", "run_quickstart", "results_table", "make_data", "build", "train", "score", "chance",
-           "evaluation_items", "drop_seen_scenes", "draw_examples", "training_texts"]
+           "evaluation_items", "drop_seen_scenes", "draw_examples"]

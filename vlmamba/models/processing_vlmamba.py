@@ -50,7 +50,7 @@ class VLMambaProcessor(ProcessorMixin):
         image_processor ([`VLMambaImageProcessor`]):
             Resizes (squash, no crop), rescales and normalizes images.
         tokenizer ([`PreTrainedTokenizerBase`]):
-            The language model's tokenizer.
+            The language model's tokenizer. The processor sets its `padding_side` to `"left"`, generation's side.
         chat_template (`str`, *optional*):
             Jinja template for `apply_chat_template`.
         image_token (`str`, *optional*, defaults to `"<image>"`):
@@ -103,6 +103,9 @@ class VLMambaProcessor(ProcessorMixin):
         if chat_template is None:
             chat_template = DEFAULT_CHAT_TEMPLATE
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
+        # Generation's side, so that batches (the pipeline's among them) answer as one-by-one calls do; the training
+        # collator pads its own batches on the right, and `padding_side=` in a call still chooses.
+        tokenizer.padding_side = "left"
 
         self.image_token_id = _token_id(tokenizer, image_token, require_special=True)
         self.image_begin_token_id = _token_id(tokenizer, image_begin_token)
