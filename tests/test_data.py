@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from tests.tiny import make_processor
@@ -27,6 +29,7 @@ from vlmamba.data import (
     mix_sources,
     open_image,
 )
+from vlmamba.data.records import _read_json_lines
 from vlmamba.models.tasks import build_prompt
 
 
@@ -1101,3 +1104,39 @@ def test_mixture_rejects_bad_weights(tmp_path):
             mix_sources(pairs, seed=0, num_samples=10)
     with pytest.raises(ValueError, match="num_samples"):
         mix_sources([(vsr, 1)], seed=0, num_samples=0)
+
+
+# Bad files: named, nothing dropped
+
+
+def test_json_lines_keep_records_holding_unicode_line_separators(tmp_path):
+    questions = ["Is there a dog\u2028in the image?", "Is there a cat\u2029here?", "A sign\u0085saying?", "Plain?"]
+    records = [{"question_id": n, "image": "a.jpg", "text": text, "label": "yes"} for n, text in enumerate(questions)]
+    # Written raw, as `json.dumps(ensure_ascii=False)` writes them; one malformed record after them.
+    path = write_lines(tmp_path / "pope.json", [json.dumps(r, ensure_ascii=False) for r in records] + ["{broken"])
+    report = []
+    dataset = load_pope(path, tmp_path, skip_bad=True, report=report)
+    assert dataset["id"] == ["0", "1", "2", "3"]
+    assert len(dataset["question"]) == 4 and dataset["question"][3] == "Plain?"
+    # The bad record is named by its real line: the fifth.
+    assert [entry["row"] for entry in report] == [4]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.dictionaries(st.text(max_size=5), st.one_of(st.text(), st.integers(), st.none()), max_size=3),
+                max_size=6))
+def test_json_lines_reader_returns_every_record_it_is_given(tmp_path_factory, records):
+    path = tmp_path_factory.mktemp("jsonl") / "records.jsonl"
+    path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), encoding="utf-8")
+    assert _read_json_lines(path) == list(enumerate(records))
+
+
+def test_files_that_are_not_utf8_or_not_pickles_are_named(tmp_path):
+    path = tmp_path / "pope.json"
+    path.write_bytes(b'{"question_id": 1, "text": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match=r"pope.json: not UTF-8 text \(byte 31"):
+        load_pope(path, tmp_path)
+    refs, instances = refcoco_files(tmp_path)
+    Path(refs).write_bytes(Path(refs).read_bytes()[:20])
+    with pytest.raises(ValueError, match=r"refs.*: not a readable refs pickle"):
+        load_refcoco(refs, instances, tmp_path, "train")

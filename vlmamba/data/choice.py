@@ -21,6 +21,7 @@ from .records import (
     _columns,
     _read_json,
     _read_json_lines,
+    _read_text,
     _Record,
     _short,
     _top_list,
@@ -91,8 +92,7 @@ def _image_ids(value, name: str) -> set[str] | None:
     if value is None:
         return None
     if isinstance(value, (str, os.PathLike)):
-        with open(value, encoding="utf-8") as file:
-            value = [line.split(",")[0] for line in file if line.strip()]
+        value = [line.split(",")[0] for line in _read_text(value).split("\n") if line.strip()]
     elif not isinstance(value, Iterable):
         raise ValueError(f"{name} must be an iterable of image ids or the path of a file of ids, got {value!r}.")
     return {str(item).strip().split(".")[0] for item in value}
@@ -147,9 +147,8 @@ def load_ai2d(
         if not ocr_file.is_file():
             record.fail("imageName", f"has no annotation file {str(ocr_file)!r} for the OCR text")
         try:
-            with open(ocr_file, encoding="utf-8") as file:
-                annotation = json.load(file)
-        except json.JSONDecodeError as error:
+            annotation = json.loads(_read_text(ocr_file))
+        except ValueError as error:  # not UTF-8, or not JSON
             record.fail("imageName", f"has an annotation file that is not valid JSON: {ocr_file} ({error})")
         record.check(f"(the annotation file {ocr_file})", annotation, "mapping")
         texts = record.get("text", "mapping", annotation, f"text (in {ocr_file})", required=False) or {}
@@ -202,9 +201,8 @@ def load_ai2d(
         if (keep is not None and image_id not in keep) or (drop is not None and image_id in drop):
             continue
         try:
-            with open(question_file, encoding="utf-8") as file:
-                data = json.load(file)
-        except json.JSONDecodeError as error:
+            data = json.loads(_read_text(question_file))
+        except ValueError as error:  # not UTF-8, or not JSON
             data = _BadJSON(str(error))
         default_name = question_file.name[: -len(".json")]
         diagram = partial(parse_diagram, image_id=image_id, default_name=default_name)

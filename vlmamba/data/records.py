@@ -224,10 +224,18 @@ def _columns(*names: str, **features) -> dict:
     return {name: features[name] if name in features else FIELD_FEATURES[name] for name in names}
 
 
-def _read_json(path, kind: type, description: str):
+def _read_text(path) -> str:
+    """The file's text, read as UTF-8; other bytes are an error naming the file and the position."""
     try:
         with open(path, encoding="utf-8") as file:
-            data = json.load(file)
+            return file.read()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}).") from None
+
+
+def _read_json(path, kind: type, description: str):
+    try:
+        data = json.loads(_read_text(path))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error}).") from None
     if not isinstance(data, kind):
@@ -245,15 +253,16 @@ def _top_list(data: Mapping, key: str, path) -> list:
 def _read_json_lines(path) -> list[tuple[int, object]]:
     """`(row, record)` pairs of a JSON Lines file (a file holding one JSON list is read as that list). Blank lines
     are not records; a line that does not parse becomes a `_BadJSON` record."""
-    with open(path, encoding="utf-8") as file:
-        text = file.read()
+    text = _read_text(path)
     if text.lstrip().startswith("["):
         try:
             return list(enumerate(json.loads(text)))
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not valid JSON ({error}).") from None
     records = []
-    for index, line in enumerate(text.splitlines()):
+    # Lines end at "\n" only: `str.splitlines` would also break at U+2028, U+2029 and U+0085, which JSON strings may
+    # hold unescaped (`json.dumps(ensure_ascii=False)` writes them as they are).
+    for index, line in enumerate(text.split("\n")):
         if not line.strip():
             continue
         try:

@@ -46,8 +46,11 @@ def load_refcoco(
     if not isinstance(per_object, bool):
         raise ValueError(f"per_object must be a bool, got {per_object!r}.")
     collector = _Collector(refs_pickle, source, image_root, skip_bad, report, check_images)
-    with open(refs_pickle, "rb") as file:
-        refs = pickle.load(file)
+    try:
+        with open(refs_pickle, "rb") as file:
+            refs = pickle.load(file)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError) as error:
+        raise ValueError(f"{refs_pickle}: not a readable refs pickle ({type(error).__name__}: {error}).") from None
     if not isinstance(refs, list):
         raise ValueError(f"{refs_pickle}: expected a list of refs, got a {type(refs).__name__}.")
     instances = _read_json(instances_json, dict, "a COCO instances JSON object")
