@@ -1,8 +1,10 @@
 """Save/load through the Auto classes, remote code in a process without vlmamba, the pipeline, and the builder."""
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +66,7 @@ def test_save_pretrained_writes_code_and_auto_map(saved):
         "AutoConfig": f"configuration_vlmamba.{type(model.config).__name__}",
         "AutoModelForImageTextToText": f"modeling_vlmamba.{head}",
         "AutoModel": f"modeling_vlmamba.{base}",
+        "AutoModelForCausalLM": f"modeling_vlmamba.{head}",
     }
     assert config["model_type"] == f"{family}_vl"
     processor_config = json.loads((directory / "processor_config.json").read_text())
@@ -71,6 +74,56 @@ def test_save_pretrained_writes_code_and_auto_map(saved):
     # The code that ships is exactly the models package.
     shipped = {path.name for path in directory.glob("*.py")}
     assert shipped == {path.name for path in MODELS_DIR.glob("*.py")} - {"__init__.py"}
+
+
+def _run_without_vlmamba(code: str) -> dict:
+    """Runs `code` (which prints one JSON line last) in a Python process in which `import vlmamba` fails."""
+    script = "import sys\nsys.modules['vlmamba'] = None\n" + code
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tempfile.gettempdir(),
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_headless_model_saves_a_folder_that_loads_as_remote_code(saved, tmp_path):
+    family, directory, model, processor, image_path = saved
+    AutoModel.from_pretrained(directory).save_pretrained(tmp_path)
+    assert (tmp_path / "modeling_vlmamba.py").is_file()
+    ids = processor.tokenizer("a red square", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        expected = model.model(input_ids=torch.tensor([ids])).last_hidden_state
+    found = _run_without_vlmamba(f"""
+import json, torch
+from transformers import AutoModel
+base = AutoModel.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
+with torch.no_grad():
+    hidden = base(input_ids=torch.tensor([{ids!r}])).last_hidden_state
+print(json.dumps({{"class": type(base).__name__, "hidden": hidden.flatten().tolist()}}))
+""")
+    assert found["class"] == BASES[family].__name__
+    assert found["hidden"] == pytest.approx(expected.flatten().tolist(), abs=1e-6)
+
+
+def test_remote_auto_classes_pick_the_backend_and_the_causal_lm_head(saved):
+    family, directory, model, processor, image_path = saved
+    found = _run_without_vlmamba(f"""
+import json
+from transformers import AutoImageProcessor, AutoModelForCausalLM
+folder = {str(directory)!r}
+print(json.dumps({{
+    "pil": type(AutoImageProcessor.from_pretrained(folder, backend="pil", trust_remote_code=True)).__name__,
+    "default": type(AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)).__name__,
+    "causal_lm": type(AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)).__name__,
+}}))
+""")
+    assert found == {"pil": "VLMambaImageProcessorPil", "default": "VLMambaImageProcessor",
+                     "causal_lm": HEADS[family].__name__}
+    # With vlmamba installed, the causal-LM Auto class gives the same head, for text-only generation.
+    causal = AutoModelForCausalLM.from_pretrained(directory).eval()
+    assert type(causal) is HEADS[family]
+    ids = torch.tensor([processor.tokenizer("a red square", add_special_tokens=False)["input_ids"]])
+    torch.testing.assert_close(causal.generate(input_ids=ids, max_new_tokens=4, do_sample=False),
+                               model.generate(input_ids=ids, max_new_tokens=4, do_sample=False), rtol=0, atol=0)
 
 
 def test_auto_classes_reload_identical_logits(saved):

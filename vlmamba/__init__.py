@@ -5,6 +5,7 @@ from transformers import (
     AutoConfig,
     AutoImageProcessor,
     AutoModel,
+    AutoModelForCausalLM,
     AutoModelForImageTextToText,
     AutoProcessor,
 )
@@ -40,6 +41,8 @@ def _register() -> None:
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         AutoModel.register(config_class, base_class, exist_ok=True)
         AutoModelForImageTextToText.register(config_class, head_class, exist_ok=True)
+        # As transformers' own VLMs with a language-model head: text-only use through the causal-LM Auto class.
+        AutoModelForCausalLM.register(config_class, head_class, exist_ok=True)
         AutoProcessor.register(config_class, VLMambaProcessor, exist_ok=True)
         AutoImageProcessor.register(
             config_class,
@@ -49,6 +52,8 @@ def _register() -> None:
         # `save_pretrained` then writes `auto_map` and copies the code files next to the weights.
         config_class.register_for_auto_class()
         head_class.register_for_auto_class("AutoModelForImageTextToText")
+        # A headless model saved on its own ships the modeling code too.
+        base_class.register_for_auto_class("AutoModel")
     VLMambaProcessor.register_for_auto_class()
     VLMambaImageProcessor.register_for_auto_class()
     VLMambaImageProcessorPil.register_for_auto_class()

@@ -185,6 +185,21 @@ class _VLMambaImageProcessingMixin:
     do_normalize = True
     do_convert_rgb = True
 
+    def to_dict(self):
+        # One saved `auto_map` entry per backend, so that `AutoImageProcessor.from_pretrained(..., backend="pil",
+        # trust_remote_code=True)` gets the PIL class (`register_for_auto_class` records only the saved class).
+        output = super().to_dict()
+        auto_map = output.get("auto_map")
+        if isinstance(auto_map, dict) and isinstance(auto_map.get("AutoImageProcessor"), str):
+            module = auto_map["AutoImageProcessor"].rsplit(".", 1)[0]
+            auto_map = dict(auto_map)
+            auto_map["AutoImageProcessor"] = {
+                "torchvision": f"{module}.VLMambaImageProcessor",
+                "pil": f"{module}.VLMambaImageProcessorPil",
+            }
+            output["auto_map"] = auto_map
+        return output
+
     def fetch_images(self, image_url_or_urls):
         # Paths and URLs go through `open_image` (named errors, no crash on a bad file); base64 data to transformers.
         if isinstance(image_url_or_urls, (list, tuple)):

@@ -418,11 +418,12 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # `register_for_auto_class` records one Auto class; the headless model shares the weights' prefix, so
-        # `AutoModel` can load the same folder too.
+        # `AutoModel` can load the same folder too, and the head serves `AutoModelForCausalLM` for text-only use.
         if self._auto_class is not None:
             auto_map = dict(getattr(self.config, "auto_map", None) or {})
             module = type(self.model).__module__.split(".")[-1]
             auto_map.setdefault("AutoModel", f"{module}.{type(self.model).__name__}")
+            auto_map.setdefault("AutoModelForCausalLM", f"{module}.{type(self).__name__}")
             self.config.auto_map = auto_map
         return super().save_pretrained(save_directory, *args, **kwargs)
 
