@@ -305,3 +305,23 @@ def test_a_loaded_model_with_a_trainable_tower_keeps_it_trainable(tmp_path):
     save_tiny("mamba", tmp_path, freeze_vision_tower=False)
     loaded = AutoModelForImageTextToText.from_pretrained(tmp_path)
     assert all(parameter.requires_grad for parameter in loaded.get_vision_tower().parameters())
+
+
+def test_an_adapter_folder_loads_through_the_documented_peft_paths(saved, tmp_path):
+    from peft import AutoPeftModel, LoraConfig, PeftModel, get_peft_model
+
+    family, directory, model, processor, image_path = saved
+    targets = {"mamba": "in_proj", "pythia": "query_key_value"}[family]
+    base = AutoModelForImageTextToText.from_pretrained(directory)
+    adapted = get_peft_model(base, LoraConfig(r=4, target_modules=rf".*language_model\..*\.({targets})$",
+                                              init_lora_weights=False)).eval()
+    adapted.save_pretrained(tmp_path)
+    inputs = processor(images=[Image.open(image_path)], text=[PROMPT], return_tensors="pt")
+    with torch.no_grad():
+        expected = adapted(**inputs).logits
+        assert not torch.equal(expected, model(**inputs).logits)  # the adapter changes the model
+        for loaded in (
+            PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(directory), tmp_path),
+            AutoPeftModel.from_pretrained(tmp_path, import_allowlist=["vlmamba"]),
+        ):
+            torch.testing.assert_close(loaded.eval()(**inputs).logits, expected, rtol=0, atol=0)

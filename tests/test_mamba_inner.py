@@ -1,5 +1,7 @@
 """The fused training path of transformers' Mamba mixer against the mixer's own path and the sequential scan."""
 
+import logging
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -152,6 +154,28 @@ def test_lora_adapters_are_never_bypassed(targets, inner_calls):
     # The adapters change the output: they were not bypassed.
     with model.disable_adapter():
         assert relative_error(model(ids).logits.detach(), result[0]) > 1e-3
+
+
+def test_an_adapter_on_dt_proj_is_named_as_the_no_op_it_is(caplog):
+    # transformers' mixer reads dt_proj.weight directly on every path: the adapter gets no gradient and changes nothing.
+    from peft import LoraConfig, get_peft_model
+    from transformers.utils import logging as hf_logging
+
+    from vlmamba.models.mamba_kernels import DT_PROJ_ADAPTER_WARNING
+
+    model = get_peft_model(tiny_mamba(), LoraConfig(r=4, target_modules=["dt_proj"], init_lora_weights=False))
+    ids = torch.randint(0, 97, (2, 16), generator=torch.Generator().manual_seed(6))
+    hf_logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.WARNING):
+            logits = model(ids).logits
+    finally:
+        hf_logging.disable_propagation()
+    assert DT_PROJ_ADAPTER_WARNING in caplog.text
+    # The adapters (the only trainable parameters) are not in the graph, and the output is the base model's.
+    assert not logits.requires_grad
+    with model.disable_adapter(), torch.no_grad():
+        assert torch.equal(model(ids).logits, logits.detach())
 
 
 def test_hooked_layers_run_as_modules(inner_calls):

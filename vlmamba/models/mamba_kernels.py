@@ -53,6 +53,14 @@ _scan_implementation = "auto"
 _current_mixer = contextvars.ContextVar("vlmamba_current_mixer", default=None)
 # Recorded in place of the mask when the mixer's signature names none: the fused path then stays off.
 _UNKNOWN_MASK = object()
+# transformers' mixer computes the time step as `dt_proj.weight @ ...` on every path, so a PEFT layer wrapping
+# `dt_proj` (it keeps the wrapped layer as `base_layer`) is never called.
+DT_PROJ_ADAPTER_WARNING = (
+    "An adapter wraps Mamba's dt_proj (e.g. LoRA with target_modules='all-linear'): transformers' Mamba mixer reads "
+    "dt_proj.weight directly on every device, so this adapter has no effect and gets no gradient, and merging it "
+    "would change the model. Leave dt_proj out of target_modules (vlmamba.training.LORA_TARGETS['mamba'] adapts "
+    "in_proj only; `exclude_modules=['dt_proj']` with 'all-linear')."
+)
 
 
 def set_scan_implementation(name: str) -> None:
@@ -175,6 +183,8 @@ def _recording_mixer(forward):
     def mixer_forward(self, *args, **kwargs):
         if torch.compiler.is_compiling():
             return forward(self, *args, **kwargs)
+        if hasattr(getattr(self, "dt_proj", None), "base_layer"):
+            logger.warning_once(DT_PROJ_ADAPTER_WARNING)
         if mask_position is None:
             mask = _UNKNOWN_MASK
         elif "attention_mask" in kwargs:
@@ -205,6 +215,7 @@ def install_device_dispatch() -> None:
 
 
 __all__ = [
+    "DT_PROJ_ADAPTER_WARNING",
     "KERNEL_ENTRY_POINTS",
     "SCAN_IMPLEMENTATIONS",
     "get_scan_implementation",
