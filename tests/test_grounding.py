@@ -11,8 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vlmamba.evaluation.boxes import box_iou, draw_boxes, grounding_accuracy
-from vlmamba.models.boxes import BoxFormat, GroundedBox, format_box, normalize_box, parse_grounding, strip_boxes
+from vlmamba.evaluation.boxes import box_iou, draw_boxes, grounding_accuracy, paired_box_iou
+from vlmamba.models.boxes import (
+    BoxFormat,
+    GroundedBox,
+    count_dropped_boxes,
+    format_box,
+    normalize_box,
+    parse_grounding,
+    strip_boxes,
+)
 
 
 LOCATION = BoxFormat("location", num_bins=10)
@@ -44,8 +52,10 @@ TEXT_CASES = {
         ["a cat", "a cat"],
     ),
     "missing bracket then period": ("the cat [0.1,0.2,0.3,0.4. Done", [(0.1, 0.2, 0.3, 0.4)], ["the cat"]),
-    "out of range clipped": ("[-0.2,0.5,1.7,2]", [(0.0, 0.5, 1.0, 1.0)], [""]),
-    "huge number clipped": ("[0.1,0.2," + "9" * 400 + ",0.3]", [(0.1, 0.2, 1.0, 0.3)], [""]),
+    "negative clipped": ("[-0.2,0.5,0.7,1]", [(0.0, 0.5, 0.7, 1.0)], [""]),
+    "above 1 dropped": ("[-0.2,0.5,1.7,2]", [], []),
+    "pixels dropped": ("the dog [64,48,320,240].", [], []),
+    "huge number dropped": ("[0.1,0.2," + "9" * 400 + ",0.3]", [], []),
     "swapped corners": ("[0.8,0.9,0.2,0.1]", [(0.2, 0.1, 0.8, 0.9)], [""]),
     "swapped x only": ("[0.8,0.1,0.2,0.9]", [(0.2, 0.1, 0.8, 0.9)], [""]),
     "several boxes": (
@@ -156,8 +166,16 @@ def test_pixel_boxes_use_height_and_width():
     (item,) = parse_grounding("a dog [0.10,0.20,0.30,0.40].", image_size=(100, 200))
     assert item.box == pytest.approx((0.1 * 200, 0.2 * 100, 0.3 * 200, 0.4 * 100))
     assert item.box_normalized == pytest.approx((0.1, 0.2, 0.3, 0.4))
-    (clipped,) = parse_grounding("[1.5,-1,0.5,2]", image_size=torch.tensor([30, 40]))
+    (clipped,) = parse_grounding("[0.5,-1,1,1]", image_size=torch.tensor([30, 40]))
     assert clipped.box == pytest.approx((20.0, 0.0, 40.0, 30.0))
+
+
+def test_boxes_written_in_pixels_are_dropped_and_counted():
+    text = "the dog [64,48,320,240] and the cat [0.10,0.20,0.30,0.40]"
+    (item,) = parse_grounding(text)
+    assert item.box_normalized == pytest.approx((0.1, 0.2, 0.3, 0.4)) and item.phrase == "and the cat"
+    assert count_dropped_boxes(text) == 1
+    assert count_dropped_boxes("[0.1,0.2,0.3] [0.1,0.2,0.3,0.4] <loc_1>") == 1
 
 
 # Location format with 10 bins (bin centres 0.05, 0.15, ...): (text, expected boxes, expected phrases).
@@ -390,7 +408,7 @@ def test_grounded_caption_round_trip(chunks, glue):
 # ---------------------------------------------------------------------------------------------- metrics
 
 
-def test_box_iou_hand_values():
+def test_paired_box_iou_hand_values():
     pairs = [
         ([0, 0, 2, 2], [0, 0, 2, 2], 1.0),  # identical
         ([0, 0, 1, 1], [2, 2, 3, 3], 0.0),  # disjoint
@@ -402,20 +420,36 @@ def test_box_iou_hand_values():
         ([0, 0, 2, 2], [1, 1, 1, 1], 0.0),  # zero area inside a box
         ([10, 20, 30, 60], [20, 40, 40, 80], 200 / (800 + 800 - 200)),
     ]
-    ious = box_iou([pair[0] for pair in pairs], [pair[1] for pair in pairs])
+    ious = paired_box_iou([pair[0] for pair in pairs], [pair[1] for pair in pairs])
     assert ious.dtype == torch.float64 and ious.shape == (len(pairs),)
     assert ious.tolist() == pytest.approx([pair[2] for pair in pairs], abs=1e-12)
-    swapped = box_iou([pair[1] for pair in pairs], [pair[0] for pair in pairs])
+    swapped = paired_box_iou([pair[1] for pair in pairs], [pair[0] for pair in pairs])
     assert torch.equal(ious, swapped)
 
 
-def test_box_iou_accepts_tensors_and_tuples():
+def test_paired_box_iou_accepts_tensors_and_tuples():
     boxes1 = torch.tensor([[0, 0, 2, 2], [0, 0, 4, 4]], dtype=torch.float32)
     boxes2 = [(1, 0, 3, 2), (1, 1, 3, 3)]
-    assert box_iou(boxes1, boxes2).tolist() == pytest.approx([1 / 3, 0.25])
-    assert box_iou(list(boxes1), torch.tensor(boxes2)).tolist() == pytest.approx([1 / 3, 0.25])
-    empty = box_iou([], torch.zeros(0, 4))
+    assert paired_box_iou(boxes1, boxes2).tolist() == pytest.approx([1 / 3, 0.25])
+    assert paired_box_iou(list(boxes1), torch.tensor(boxes2)).tolist() == pytest.approx([1 / 3, 0.25])
+    empty = paired_box_iou([], torch.zeros(0, 4))
     assert empty.shape == (0,) and empty.dtype == torch.float64
+
+
+def test_box_iou_is_every_pair_as_torchvision_gives_it():
+    import torchvision
+
+    generator = torch.Generator().manual_seed(0)
+    corners = torch.rand(5, 2, generator=generator) * 50
+    boxes1 = torch.cat([corners, corners + torch.rand(5, 2, generator=generator) * 30 + 1], dim=1).double()
+    corners = torch.rand(3, 2, generator=generator) * 50
+    boxes2 = torch.cat([corners, corners + torch.rand(3, 2, generator=generator) * 30 + 1], dim=1).double()
+    matrix = box_iou(boxes1, boxes2)
+    assert matrix.shape == (5, 3)
+    torch.testing.assert_close(matrix, torchvision.ops.box_iou(boxes1, boxes2))
+    torch.testing.assert_close(box_iou(boxes1[:3], boxes2).diagonal(), paired_box_iou(boxes1[:3], boxes2))
+    # An inverted box has zero area here (torchvision would count a negative one).
+    assert box_iou([[10, 10, 0, 0]], [[0, 0, 10, 10]]).tolist() == [[0.0]]
 
 
 @pytest.mark.parametrize(
@@ -428,9 +462,12 @@ def test_box_iou_accepts_tensors_and_tuples():
         ([[0, 0, 1, float("nan")]], [[0, 0, 1, 1]], "non-finite"),
     ],
 )
-def test_box_iou_rejects_bad_boxes(boxes1, boxes2, match):
+def test_paired_box_iou_rejects_bad_boxes(boxes1, boxes2, match):
     with pytest.raises(ValueError, match=match):
-        box_iou(boxes1, boxes2)
+        paired_box_iou(boxes1, boxes2)
+    if match != "one to one":
+        with pytest.raises(ValueError, match=match):
+            box_iou(boxes1, boxes2)
 
 
 def raster_iou(box1, box2, side=16):
@@ -454,8 +491,8 @@ def integer_boxes(draw, side=16):
 
 @FAST
 @given(pairs=st.lists(st.tuples(integer_boxes(), integer_boxes()), min_size=1, max_size=5))
-def test_box_iou_matches_pixel_counts(pairs):
-    ious = box_iou([pair[0] for pair in pairs], [pair[1] for pair in pairs])
+def test_paired_box_iou_matches_pixel_counts(pairs):
+    ious = paired_box_iou([pair[0] for pair in pairs], [pair[1] for pair in pairs])
     assert ious.tolist() == pytest.approx([raster_iou(*pair) for pair in pairs], abs=1e-12)
 
 

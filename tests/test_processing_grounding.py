@@ -140,7 +140,7 @@ def test_invalid_location_bins_is_an_error():
 
 def test_post_process_grounding_from_ids_and_text(processor):
     answers = ["[0.10,0.20,0.50,0.60].", "||a red circle [0.00,0.00,0.25,0.50]|| and ||two squares [0.5,0.5,1,1][0.6,"
-               "0.6,0.9,0.9]||", "no box here"]
+               "0.6,0.9,0.9]||", "no box here [12,40,96,80]"]
     ids = processor.tokenizer(answers, padding=True, return_tensors="pt")["input_ids"]
     sizes = [(100, 200), (40, 80), (10, 10)]
     for generated in (ids, answers):
@@ -151,6 +151,7 @@ def test_post_process_grounding_from_ids_and_text(processor):
         np.testing.assert_allclose(results[1]["boxes"][2], [0.6 * 80, 0.6 * 40, 0.9 * 80, 0.9 * 40], atol=1e-9)
         assert results[1]["phrases"] == ["a red circle", "two squares", "two squares"]
         assert results[2]["phrases"] == [] and results[2]["boxes_normalized"] == []
+        assert [result["dropped_boxes"] for result in results] == [0, 0, 1]
     without_sizes = processor.post_process_grounding(answers[0])
     assert without_sizes[0]["boxes"] is None and len(without_sizes[0]["boxes_normalized"]) == 1
 

@@ -30,8 +30,37 @@ def _box_tensor(boxes, name: str) -> torch.Tensor:
     return tensor
 
 
+def _area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+
+
+def _iou(intersection: torch.Tensor, union: torch.Tensor) -> torch.Tensor:
+    positive = union > 0
+    return torch.where(positive, intersection / torch.where(positive, union, 1.0), 0.0)
+
+
 def box_iou(boxes1, boxes2) -> torch.Tensor:
-    """IoU of matched pairs of XYXY boxes: `boxes1[i]` with `boxes2[i]`.
+    """IoU of every box of `boxes1` with every box of `boxes2`, as `torchvision.ops.box_iou` gives it (`paired_box_iou`
+    pairs them one to one instead).
+
+    Args:
+        boxes1, boxes2: `N` and `M` boxes, as sequences of `(x1, y1, x2, y2)` or tensors of shape `(N, 4)` and
+            `(M, 4)`, in the same units (pixels or normalized).
+
+    Returns:
+        `torch.Tensor` of shape `(N, M)`, float64, on the CPU. Unlike torchvision, a box with x2 < x1 or y2 < y1 has
+        zero area (not a negative one), and a pair whose union has zero area has IoU 0.
+    """
+    boxes1, boxes2 = _box_tensor(boxes1, "boxes1"), _box_tensor(boxes2, "boxes2")
+    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
+    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    intersection = (bottom_right - top_left).clamp(min=0).prod(dim=2)
+    union = _area(boxes1)[:, None] + _area(boxes2)[None, :] - intersection
+    return _iou(intersection, union)
+
+
+def paired_box_iou(boxes1, boxes2) -> torch.Tensor:
+    """IoU of matched pairs of XYXY boxes: `boxes1[i]` with `boxes2[i]` (the diagonal of `box_iou`).
 
     Args:
         boxes1, boxes2: `N` boxes each, as sequences of `(x1, y1, x2, y2)` or tensors of shape `(N, 4)`, in the same
@@ -43,17 +72,14 @@ def box_iou(boxes1, boxes2) -> torch.Tensor:
     """
     boxes1, boxes2 = _box_tensor(boxes1, "boxes1"), _box_tensor(boxes2, "boxes2")
     if len(boxes1) != len(boxes2):
-        raise ValueError(f"box_iou pairs boxes one to one; got {len(boxes1)} and {len(boxes2)} boxes.")
-
-    def area(boxes):
-        return (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
-
+        raise ValueError(
+            f"paired_box_iou pairs boxes one to one; got {len(boxes1)} and {len(boxes2)} boxes (box_iou gives every "
+            "pair)."
+        )
     top_left = torch.maximum(boxes1[:, :2], boxes2[:, :2])
     bottom_right = torch.minimum(boxes1[:, 2:], boxes2[:, 2:])
     intersection = (bottom_right - top_left).clamp(min=0).prod(dim=1)
-    union = area(boxes1) + area(boxes2) - intersection
-    positive = union > 0
-    return torch.where(positive, intersection / torch.where(positive, union, 1.0), 0.0)
+    return _iou(intersection, _area(boxes1) + _area(boxes2) - intersection)
 
 
 def grounding_accuracy(predictions, targets, threshold: float = 0.5) -> float:
@@ -78,7 +104,7 @@ def grounding_accuracy(predictions, targets, threshold: float = 0.5) -> float:
     parsed = [index for index, prediction in enumerate(predictions) if prediction is not None]
     if not parsed:
         return 0.0
-    ious = box_iou(_box_tensor([predictions[index] for index in parsed], "predictions"), targets[parsed])
+    ious = paired_box_iou(_box_tensor([predictions[index] for index in parsed], "predictions"), targets[parsed])
     return int((ious > threshold).sum()) / len(predictions)
 
 
@@ -217,4 +243,4 @@ def draw_boxes(image, boxes, labels=None, path=None, colors=None, width=None) ->
     return drawing
 
 
-__all__ = ["box_iou", "grounding_accuracy", "DEFAULT_BOX_COLORS", "draw_boxes"]
+__all__ = ["box_iou", "paired_box_iou", "grounding_accuracy", "DEFAULT_BOX_COLORS", "draw_boxes"]

@@ -187,7 +187,10 @@ def _text_fragments(text: str, box_format: BoxFormat) -> list[_Fragment]:
         if len(numbers) == 4 and (
             closed or _unclosed_box_is_complete(text, match.end(), numbers[-1], box_format.decimals)
         ):
-            box = _clipped_box(float(number) for number in numbers)
+            values = [float(number) for number in numbers]
+            # Normalized coordinates are at most 1: a larger value is a pixel coordinate in the wrong format, and
+            # clipping it would make a box that was never meant ([64,48,320,240] -> [1,1,1,1]).
+            box = _clipped_box(values) if max(values) <= 1.0 else None
         fragments.append(_Fragment(match.start(), match.end(), box))
     return fragments
 
@@ -291,8 +294,9 @@ def parse_grounding(text: str, image_size=None, box_format: BoxFormat | None = N
     read as its bin centre `(i + 0.5) / num_bins`; an index past the last bin means the last bin. A run of 4k + r
     tokens gives k boxes and drops the r trailing tokens (a cut-off box), as does a malformed token (`<loc_12`).
 
-    Values are clipped to [0, 1] and each axis ordered (x1 <= x2, y1 <= y2). Dropped boxes give no `GroundedBox` but,
-    like boxes, end the phrase before them.
+    Negative values are clipped to 0 and each axis ordered (x1 <= x2, y1 <= y2). A text box holding a value above 1
+    (pixels written in the normalized format, `[64,48,320,240]`) is dropped, not clipped. Dropped boxes give no
+    `GroundedBox` (`count_dropped_boxes` counts them) but, like boxes, end the phrase before them.
 
     Phrases:
         - In a grounded caption, every box inside a `||...||` chunk gets the chunk's text without its boxes, e.g.
@@ -326,6 +330,18 @@ def parse_grounding(text: str, image_size=None, box_format: BoxFormat | None = N
         )
         for fragment, phrase in _grounded_fragments(text, box_format)
     ]
+
+
+def count_dropped_boxes(text: str, box_format: BoxFormat | None = None) -> int:
+    """How many box-like fragments of `text` `parse_grounding` drops (incomplete, malformed or out of range)."""
+    box_format = _check_format(box_format)
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r}.")
+    if box_format.kind == "location":
+        fragments = _location_fragments(text, box_format)
+    else:
+        fragments = _text_fragments(text, box_format)
+    return sum(fragment.box is None for fragment in fragments)
 
 
 _BOX_SEPARATOR = re.compile(r"\s*[,;]\s*")
@@ -372,5 +388,6 @@ __all__ = [
     "CHUNK_MARKER",
     "GroundedBox",
     "parse_grounding",
+    "count_dropped_boxes",
     "strip_boxes",
 ]

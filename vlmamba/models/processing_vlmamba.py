@@ -11,7 +11,7 @@ from transformers.image_utils import get_image_size, is_valid_image, to_numpy_ar
 from transformers.processing_utils import ProcessorMixin
 from transformers.tokenization_utils_base import AddedToken
 
-from .boxes import BoxFormat, location_tokens, parse_grounding
+from .boxes import BoxFormat, count_dropped_boxes, location_tokens, parse_grounding
 from .configuration_vlmamba import image_block_ids
 from .image_processing_vlmamba import is_image_source, open_image
 from .tasks import MAX_NEW_TOKENS, TASKS, TaskPrompt, build_prompt, check_normalize_text
@@ -413,8 +413,9 @@ class VLMambaProcessor(ProcessorMixin):
         r"""
         Reads the boxes out of generated text: grounding answers (`[0.12,0.05,0.87,1.00].`), grounded captions
         (`||a red circle [..]|| next to ||two squares [..][..]||`) or any text with boxes in this processor's box
-        format. Model output is never trusted: any string parses (values are clipped to the image and corners
-        ordered; an incomplete box, e.g. from a truncated generation, is dropped and the others kept).
+        format. Model output is never trusted: any string parses (negative values are clipped to 0 and corners
+        ordered; an incomplete box, e.g. from a truncated generation, or one holding a value above 1, e.g. pixels, is
+        dropped and counted in `dropped_boxes`, and the others kept).
 
         Args:
             generated (`torch.Tensor`, `list[list[int]]`, `list[str]` or `str`):
@@ -428,8 +429,8 @@ class VLMambaProcessor(ProcessorMixin):
 
         Returns:
             `list[dict]`, one per sample, with `text` (the decoded text), `phrases` (the phrase each box belongs to,
-            `""` when none), `boxes` (pixel XYXY of the original image, `None` without `image_sizes`) and
-            `boxes_normalized` (XYXY in [0, 1]).
+            `""` when none), `boxes` (pixel XYXY of the original image, `None` without `image_sizes`),
+            `boxes_normalized` (XYXY in [0, 1]) and `dropped_boxes` (box-like text that was not a valid box).
         """
         if isinstance(generated, str):
             texts = [generated]
@@ -455,6 +456,7 @@ class VLMambaProcessor(ProcessorMixin):
                     "phrases": [item.phrase for item in found],
                     "boxes": None if size is None else [list(item.box) for item in found],
                     "boxes_normalized": [list(item.box_normalized) for item in found],
+                    "dropped_boxes": count_dropped_boxes(text, box_format=self.box_format),
                 }
             )
         return results

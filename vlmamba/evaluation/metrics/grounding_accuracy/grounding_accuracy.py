@@ -13,7 +13,7 @@ _DESCRIPTION = """\
 Grounding accuracy (Acc@0.5): the percentage of predicted boxes whose IoU with the target box is strictly greater
 than 0.5, as RefCOCO, RefCOCO+ and RefCOCOg are scored. Boxes are XYXY (x1, y1, x2, y2), predictions and targets in
 the same units (pixels or normalised to [0, 1]). A prediction that is None (no box could be read from the generated
-text) counts as wrong. IoU is `vlmamba.grounding.box_iou`: a box with x2 < x1 or y2 < y1 has zero area.
+text) counts as wrong. IoU is `vlmamba.evaluation.boxes.paired_box_iou`: a box with x2 < x1 or y2 < y1 has zero area.
 """
 
 _CITATION = """\
