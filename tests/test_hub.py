@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ from vlmamba import (
     build_from_preset,
 )
 from vlmamba.experiments.demo import demo_image, generate_in_fresh_process
+from vlmamba.models.processing_vlmamba import FREE_PROMPT_MAX_NEW_TOKENS
 from vlmamba.toy import text_config, vision_configs
 
 
@@ -243,6 +245,16 @@ def test_build_from_components_keeps_pretrained_weights(components, family, visi
     inputs = AutoProcessor.from_pretrained(tmp_path)(images=[demo_image()], text=[PROMPT], return_tensors="pt")
     out = reloaded.generate(**inputs, max_new_tokens=4, do_sample=False)
     assert out.shape[1] == inputs["input_ids"].shape[1] + 4 or out[0, -1] == processor.tokenizer.eos_token_id
+
+    # The saved generation defaults: eos from the tokenizer and a new-token budget, so a bare generate() neither
+    # falls back to the model-agnostic max_length (shorter than the image block) nor warns about it.
+    saved_defaults = json.loads((tmp_path / "generation_config.json").read_text())
+    assert saved_defaults["max_new_tokens"] == FREE_PROMPT_MAX_NEW_TOKENS
+    assert saved_defaults["eos_token_id"] == processor.tokenizer.eos_token_id
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bare = reloaded.generate(**inputs)
+    assert inputs["input_ids"].shape[1] < bare.shape[1] <= inputs["input_ids"].shape[1] + FREE_PROMPT_MAX_NEW_TOKENS
 
 
 def test_builder_errors(components):

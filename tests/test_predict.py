@@ -34,7 +34,10 @@ def test_cli_runs_end_to_end_on_a_saved_model(saved, capsys):
     result = json.loads(result_file.read_text())
     assert result["prompt"] == "<image>Locate the region that is described by:\nThe white background.\n"
     assert printed.splitlines()[0] == "text: " + json.dumps(result["text"])
-    assert Image.open(output).size == (90, 60)
+    if result["boxes"]:  # drawn on the image, at its size
+        assert Image.open(output).size == (90, 60) and result["output_image"] == str(output)
+    else:
+        assert not output.exists() and f"{output} not written" in printed
     assert len(result["boxes"]) == len(result["phrases"])
 
 
@@ -55,6 +58,7 @@ def test_predict_parses_and_draws_the_generated_box(saved, tmp_path):
     finally:
         model.generate = original
     np.testing.assert_allclose(result["boxes"], [[9.0, 12.0, 45.0, 48.0]], atol=1e-9)
+    assert result["output_image"] == str(tmp_path / "boxes.png")
     drawn = np.asarray(Image.open(tmp_path / "boxes.png").convert("RGB"))
     original_pixels = np.asarray(Image.open(image_path).convert("RGB"))
     assert (drawn != original_pixels).any(axis=-1)[12:49, 9].any()  # the box's left edge is drawn
@@ -85,3 +89,61 @@ def test_missing_image_is_a_clear_error(saved, tmp_path):
     broken.write_bytes(b"not an image")
     with pytest.raises(ValueError, match="broken.png"):
         predict(model, processor, broken, prompt="hi")
+
+
+def _answering(model, processor, text):
+    """`model` with a `generate` that answers `text` (a model that has learnt it)."""
+    answer = processor.tokenizer(text, add_special_tokens=False)["input_ids"] + [processor.tokenizer.eos_token_id]
+
+    def generate(**inputs):
+        return torch.cat([inputs["input_ids"], torch.tensor([answer] * len(inputs["input_ids"]))], dim=1)
+
+    model.generate = generate
+    return model
+
+
+def test_grounding_boxes_are_labelled_with_the_expression(saved, tmp_path, monkeypatch):
+    directory, image_path = saved
+    model, processor = load_model(directory / "model")
+    _answering(model, processor, "[0.10,0.20,0.50,0.80].")
+    labels = []
+
+    def draw_boxes(image, boxes, labels=(), path=None):
+        drawn.extend(labels)
+
+    drawn = labels
+    monkeypatch.setattr("vlmamba.predict.draw_boxes", draw_boxes)
+    predict(model, processor, image_path, prompt="the thing", task="grounding", output_image=tmp_path / "boxes.png")
+    assert labels == ["the thing"]
+    labels.clear()
+    _answering(model, processor, "||a cat [0.1,0.1,0.2,0.2]|| [0.5,0.5,0.6,0.6]")
+    predict(model, processor, image_path, prompt="describe", output_image=tmp_path / "free.png")
+    assert labels == ["a cat", "box 1"]
+
+
+def test_no_image_is_written_for_an_answer_without_boxes(saved, tmp_path, capsys):
+    directory, image_path = saved
+    model, processor = load_model(directory / "model")
+    _answering(model, processor, "A white square.")
+    result = predict(model, processor, image_path, task="captioning", output_image=tmp_path / "caption.png")
+    assert result["output_image"] is None and not (tmp_path / "caption.png").exists()
+
+
+def test_cli_reports_user_errors_without_a_traceback(saved, tmp_path, capsys):
+    directory, image_path = saved
+    model = str(directory / "model")
+    cases = [
+        (["--model", model, "--image", str(tmp_path / "missing.png"), "--prompt", "hi"], "missing.png"),
+        (["--model", str(tmp_path / "none"), "--image", str(image_path), "--prompt", "hi"], "Model folder not found"),
+        (["--model", str(image_path), "--image", str(image_path), "--prompt", "hi"], "must be a folder"),
+        (["--model", str(tmp_path), "--image", str(image_path), "--prompt", "hi"], str(tmp_path)),
+        (["--model", model, "--image", str(image_path), "--task", "grounding"], "needs a prompt"),
+    ]
+    for arguments, message in cases:
+        assert main(["predict", *arguments]) == 2, arguments
+        error = capsys.readouterr().err
+        assert "Traceback" not in error, arguments
+        assert error.splitlines()[-1].startswith("vlmamba predict: error: ") and message in error, error
+    with pytest.raises(SystemExit, match="--box must be"):
+        main(["predict", "--model", model, "--image", str(image_path), "--task", "dense_captioning",
+              "--box", "1,2,x,4"])

@@ -135,12 +135,47 @@ def test_post_process_returns_strings(processor):
 def test_chat_template_emits_the_placeholder(processor):
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what colour?"}]}]
     prompt = processor.apply_chat_template(messages, tokenize=False)
-    assert prompt == "<image>what colour?"
+    assert prompt == "<image>What colour?\n"
     out = processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "image", "image": image()}, {"type": "text", "text": "hi"}]}],
         tokenize=True, return_dict=True, return_tensors="pt",
     )
     assert (out["input_ids"] == processor.image_token_id).sum() == 4 and out["pixel_values"].shape[0] == 1
+
+
+CONVERSATION = [
+    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is in the image?"}]},
+    {"role": "assistant", "content": [{"type": "text", "text": "a cat"}]},
+    {"role": "user", "content": "what colour is it?"},
+]
+
+
+@pytest.mark.parametrize("instruction_first", [False, True])
+def test_a_conversation_is_written_as_the_chat_task(instruction_first):
+    processor = make_processor(instruction_first=instruction_first)
+    turns = [{"from": "human", "value": "what is in the image?"}, {"from": "gpt", "value": "a cat"},
+             {"from": "human", "value": "what colour is it?"}]
+    chat = {"task": "chat", "conversations": turns}
+    prompt = processor.apply_chat_template(CONVERSATION, add_generation_prompt=True)
+    assert prompt == processor.build_prompt(chat, for_generation=True).text
+    expected = "What is in the image?\n<image>" if instruction_first else "<image>What is in the image?\n"
+    assert prompt == expected + "A cat.\nWhat colour is it?\n"
+    answered = CONVERSATION + [{"role": "assistant", "content": "black."}]
+    full = {"task": "chat", "conversations": turns + [{"from": "gpt", "value": "black."}]}
+    assert processor.apply_chat_template(answered) == processor.build_prompt(full).text
+    assert processor.apply_chat_template(answered).endswith("Black.\n" + processor.tokenizer.eos_token)
+    partial = CONVERSATION + [{"role": "assistant", "content": "It is"}]
+    assert processor.apply_chat_template(partial, continue_final_message=True) == prompt + "It is"
+
+
+def test_conversations_the_models_cannot_read_are_errors(processor):
+    with pytest.raises(ValueError, match="role 'system'"):
+        processor.apply_chat_template([{"role": "system", "content": "be brief"}] + CONVERSATION)
+    two_images = [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "hi"}]}]
+    with pytest.raises(ValueError, match="2 images"):
+        processor.apply_chat_template(two_images)
+    with pytest.raises(ValueError, match="conversations\\[0\\]"):
+        processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}]}])
 
 
 NORMALIZE_TEXT_MODES = [True, False, "keep_case"]
@@ -240,9 +275,9 @@ def test_images_given_as_paths_and_urls_are_the_same_inputs(tmp_path):
     processor = make_processor()
     path = tmp_path / "scene.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 4), dtype=np.uint8), "RGBA").save(path)
-    expected = processor(images=[Image.open(path)], text=["<image>What is it?"], return_tensors="pt")
+    expected = processor(images=[Image.open(path)], text=["<image>What is it?\n"], return_tensors="pt")
     for source in (str(path), path, f"file://{path}"):
-        inputs = processor(images=source, text="<image>What is it?", return_tensors="pt")
+        inputs = processor(images=source, text="<image>What is it?\n", return_tensors="pt")
         assert torch.equal(inputs["pixel_values"], expected["pixel_values"]), source
         assert torch.equal(inputs["input_ids"], expected["input_ids"])
     pil_item = {"type": "image", "image": Image.open(path)}

@@ -17,7 +17,7 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .models.configuration_vlmamba import MambaVLConfig, PythiaVLConfig, vision_geometry
 from .models.image_processing_vlmamba import VLMambaImageProcessor
 from .models.modeling_vlmamba import MambaVLForConditionalGeneration, PythiaVLForConditionalGeneration
-from .models.processing_vlmamba import VLMambaProcessor
+from .models.processing_vlmamba import FREE_PROMPT_MAX_NEW_TOKENS, VLMambaProcessor
 
 
 FAMILIES = {
@@ -67,6 +67,17 @@ def _normalization(vision_model: str, tower: PreTrainedModel) -> tuple[list[floa
     except (OSError, ValueError):
         return list(OPENAI_CLIP_MEAN), list(OPENAI_CLIP_STD)
     return list(image_processor.image_mean), list(image_processor.image_std)
+
+
+def set_generation_defaults(model, tokenizer) -> None:
+    """Writes the generation defaults a saved model carries in `generation_config.json`: the tokenizer's special
+    token ids and `max_new_tokens` (`FREE_PROMPT_MAX_NEW_TOKENS`), so that `generate()` without arguments stops at eos
+    and counts new tokens rather than the model-agnostic `max_length`, which a prompt's image block alone exceeds."""
+    generation_config = model.generation_config
+    generation_config.eos_token_id = tokenizer.eos_token_id
+    generation_config.pad_token_id = tokenizer.pad_token_id
+    generation_config.bos_token_id = tokenizer.bos_token_id
+    generation_config.max_new_tokens = FREE_PROMPT_MAX_NEW_TOKENS
 
 
 def build_from_components(
@@ -151,10 +162,7 @@ def build_from_components(
     model.model.language_model.load_state_dict(language.base_model.state_dict())
     model.lm_head.load_state_dict(language.get_output_embeddings().state_dict())
 
-    generation_config = model.generation_config
-    generation_config.eos_token_id = tokenizer.eos_token_id
-    generation_config.pad_token_id = tokenizer.pad_token_id
-    generation_config.bos_token_id = tokenizer.bos_token_id
+    set_generation_defaults(model, tokenizer)
     return model, processor
 
 
@@ -165,4 +173,11 @@ def build_from_preset(name: str, **kwargs):
     return build_from_components(**{**PRESETS[name], **kwargs})
 
 
-__all__ = ["PRESETS", "FAMILIES", "EVA02_L_336", "build_from_components", "build_from_preset"]
+__all__ = [
+    "PRESETS",
+    "FAMILIES",
+    "EVA02_L_336",
+    "build_from_components",
+    "build_from_preset",
+    "set_generation_defaults",
+]

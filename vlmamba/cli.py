@@ -3,7 +3,13 @@
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
+
+
+# Errors the library raises for bad input (each names the file, flag, row or field at fault).
+USER_ERRORS = (ValueError, OSError)
 
 
 def _demo(args) -> int:
@@ -70,8 +76,10 @@ def _retrieval(args) -> int:
 
 
 def _predict(args) -> int:
+    from .models.image_processing_vlmamba import open_image
     from .predict import load_model, predict
 
+    image = open_image(args.image)  # a bad image is reported before the model loads
     model, processor = load_model(args.model, device=args.device)
     try:
         box = [float(value) for value in args.box.split(",")] if args.box else None
@@ -79,10 +87,12 @@ def _predict(args) -> int:
         raise SystemExit(f"--box must be x1,y1,x2,y2 in pixels, got {args.box!r}") from None
     choices = args.choices.split("|") if args.choices else None
     output_image = args.output or f"{Path(args.image).stem}_boxes.png"
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise SystemExit(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
     result = predict(
         model,
         processor,
-        args.image,
+        image,
         prompt=args.prompt,
         task=args.task,
         choices=choices,
@@ -93,7 +103,12 @@ def _predict(args) -> int:
     print(f"text: {json.dumps(result['text'], ensure_ascii=False)}")
     for phrase, pixels in zip(result["phrases"], result["boxes"]):
         print(f"box {[round(value, 1) for value in pixels]} {phrase}".rstrip())
-    print(f"annotated image: {result['output_image']}")
+    if result["dropped_boxes"]:
+        print(f"dropped boxes: {result['dropped_boxes']} (incomplete, or not in the normalized format)")
+    if result["output_image"]:
+        print(f"annotated image: {result['output_image']}")
+    elif args.output:
+        print(f"no boxes in the answer: {args.output} not written")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
@@ -260,7 +275,14 @@ def main(argv=None) -> int:
         args.train_args = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except USER_ERRORS as error:
+        # A missing file, a bad flag value or a bad folder is reported, not a traceback; VLMAMBA_TRACEBACK=1 shows it.
+        if os.environ.get("VLMAMBA_TRACEBACK"):
+            raise
+        print(f"vlmamba {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -27,8 +27,29 @@ PROMPT_FIELDS = {
 PREDICT_TASKS = tuple(PROMPT_FIELDS)
 
 
+def _looks_like_a_path(name: str) -> bool:
+    """Whether `name` can only be a local path: a Hub id is `name` or `owner/name`, never absolute, relative to `.`
+    or `~`, nor with more than one `/`."""
+    return (
+        os.path.isabs(name)
+        or name.startswith(("./", "../", "~"))
+        or name.count("/") > 1
+        or (os.sep != "/" and os.sep in name)
+    )
+
+
 def load_model(model_name_or_path: str | os.PathLike, device: str | None = None, trust_remote_code: bool = True):
-    """Loads a Mamba-VL / Pythia-VL folder or Hub id with its processor, in eval mode. Returns `(model, processor)`."""
+    """Loads a Mamba-VL / Pythia-VL folder or Hub id with its processor, in eval mode. Returns `(model, processor)`.
+
+    A path that does not exist is a `FileNotFoundError` naming it, rather than a Hub lookup of a folder's name."""
+    name = os.fspath(model_name_or_path)
+    path = Path(name).expanduser()
+    if not path.exists() and (isinstance(model_name_or_path, Path) or _looks_like_a_path(name)):
+        raise FileNotFoundError(f"Model folder not found: {path}")
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(
+            f"The model must be a folder (save_pretrained's output) or a Hub id, got the file {path}"
+        )
     processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     model = AutoModelForImageTextToText.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     if device is not None:
@@ -86,7 +107,9 @@ def predict(
     """Greedy generation for one image (one `generate_answers` call).
 
     Returns a dict with `prompt` (the text the model continued), `text` (the answer), `phrases`, `boxes` (pixel XYXY
-    of `image`), `boxes_normalized`, and `output_image` (the PNG with the boxes drawn, when `output_image` is given).
+    of `image`), `boxes_normalized`, `dropped_boxes`, and `output_image`: the PNG with the boxes drawn, written when
+    `output_image` is given and the answer has boxes (`None` otherwise). A box is labelled with its phrase, a
+    grounding answer's with the expression, and otherwise `box N`.
     """
     if not isinstance(image, Image.Image):
         if not Path(image).is_file():
@@ -94,9 +117,11 @@ def predict(
         image = open_image(image)
     example = task_example(processor, task, prompt, choices=choices, box=box, image=image)
     answer = generate_answers(model, processor, [example], max_new_tokens=max_new_tokens)[0]
-    result = {key: answer[key] for key in ("prompt", "text", "phrases", "boxes", "boxes_normalized")}
-    if output_image is not None:
-        labels = [phrase or f"box {number}" for number, phrase in enumerate(result["phrases"])]
+    result = {key: answer[key] for key in ("prompt", "text", "phrases", "boxes", "boxes_normalized", "dropped_boxes")}
+    result["output_image"] = None
+    if output_image is not None and result["boxes"]:
+        unnamed = example.get("expression") if task == "grounding" else None
+        labels = [phrase or unnamed or f"box {number}" for number, phrase in enumerate(result["phrases"])]
         draw_boxes(image, result["boxes"], labels=labels, path=output_image)
         result["output_image"] = str(output_image)
     return result

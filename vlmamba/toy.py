@@ -6,7 +6,7 @@ import random
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from .builder import FAMILIES
+from .builder import FAMILIES, set_generation_defaults
 from .models.image_processing_vlmamba import VLMambaImageProcessor
 from .models.processing_vlmamba import VLMambaProcessor
 
@@ -92,9 +92,7 @@ def tiny_model(family: str, processor: VLMambaProcessor, vision: str = "timm", w
         **config_kwargs,
     )
     model = model_class(config).eval()
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    set_generation_defaults(model, tokenizer)
     return model
 
 

@@ -18,8 +18,9 @@ from .tasks import MAX_NEW_TOKENS, TASKS, TaskPrompt, build_prompt, check_normal
 
 
 # Messages have no role markers, as in the reference: text items are written as they are, image items become the
-# image placeholder, an assistant turn ends with the eos. Task items never reach the template:
-# `VLMambaProcessor.apply_chat_template` writes them as text and image items first, with the processor's prompt format.
+# image placeholder, an assistant turn ends with the eos. `VLMambaProcessor.apply_chat_template` hands the template
+# only text and image items, written by the processor's prompt format: a task item as its task's prompt, a plain
+# conversation as the `chat` task (each turn ending with a newline, one eos after a final assistant turn).
 DEFAULT_CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{%- if message['content'] is string -%}{{- message['content'] -}}"
@@ -35,7 +36,8 @@ DEFAULT_CHAT_TEMPLATE = (
 LAYOUT_OVERRIDES = ("instruction_first", "normalize_text")
 # Fields of a chat task item that are the task's query; everything else in the item is an error.
 TASK_ITEM_FIELDS = ("question", "choices", "ocr", "expression", "box", "caption")
-# Decoding length of a free prompt (an example given as `prompt` text rather than as a task).
+# Decoding length of a free prompt (an example given as `prompt` text rather than as a task), and the saved
+# `max_new_tokens` default of a model vlmamba builds.
 FREE_PROMPT_MAX_NEW_TOKENS = 64
 
 
@@ -366,25 +368,82 @@ class VLMambaProcessor(ProcessorMixin):
     def apply_chat_template(self, conversation, chat_template=None, **kwargs):
         """`ProcessorMixin.apply_chat_template`, where a content item `{"type": "task", "task": ..., <query fields>}`
         is first written as the prompt of that task by `build_prompt(..., for_generation=True)`, the message's image
-        placed where the layout puts it. Query fields: `question` (vqa, multiple_choice, with `choices`: strings or
+        placed where the layout puts it. A conversation without task items is written as the `chat` task, as the
+        models were trained: `"<image>What is it?\nA cat.\nWhat colour is it?\n"` (image first, or after the first
+        turn with `instruction_first`), roles `user` and `assistant` only, at most one image. A `chat_template` of
+        your own gets the messages as they are. Query fields: `question` (vqa, multiple_choice, with `choices`: strings or
         normalized boxes, and optional `ocr` pairs), `expression` (grounding), `box` (dense_captioning, normalized
         XYXY), `caption` (image_text_match). `instruction_first` and `normalize_text` may be given to change the
         layout or normalization for this call."""
         overrides = {name: kwargs.pop(name) for name in LAYOUT_OVERRIDES if name in kwargs}
         batched = bool(conversation) and isinstance(conversation[0], (list, tuple))
         conversations = conversation if batched else [conversation]
-        written = [[self._write_task_items(message, overrides) for message in messages] for messages in conversations]
+        continue_final = kwargs.get("continue_final_message", False)
+        written = []
+        for messages in conversations:
+            if chat_template is None and not any(self._task_items(message) for message in messages):
+                # A plain conversation is the `chat` task: the processor's prompt format writes it.
+                written.append(self._write_conversation(messages, overrides, continue_final))
+                kwargs["continue_final_message"] = False
+            else:
+                written.append([self._write_task_items(message, overrides) for message in messages])
         return super().apply_chat_template(written if batched else written[0], chat_template=chat_template, **kwargs)
+
+    @staticmethod
+    def _task_items(message) -> list:
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, (list, tuple)):
+            return []
+        return [item for item in content if isinstance(item, dict) and item.get("type") == "task"]
+
+    def _write_conversation(self, messages, overrides: dict, continue_final) -> list[dict]:
+        """A conversation of user and assistant messages written as one message by the `chat` task's template (turns
+        as the model was trained on: no role markers, each turn ending with a newline, the eos after a final
+        assistant turn), its image (at most one) where the layout puts it. A conversation ending with a user message
+        is a prompt to answer; with `continue_final_message` the final assistant message is written as it is, to be
+        continued."""
+        turns, images = [], []
+        for position, message in enumerate(messages):
+            if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+                role = message.get("role") if isinstance(message, dict) else message
+                raise ValueError(
+                    f"Chat message {position} has role {role!r}; the models know only 'user' and 'assistant' turns "
+                    "(they were trained without system prompts)."
+                )
+            content = message.get("content")
+            items = [{"type": "text", "text": content}] if isinstance(content, str) else content
+            if not isinstance(items, (list, tuple)):
+                raise ValueError(f"Chat message {position}: content must be a string or a list of items.")
+            texts = []
+            for item in items:
+                kind = item.get("type") if isinstance(item, dict) else None
+                if kind == "image":
+                    images.append(item)
+                elif kind == "text" and isinstance(item.get("text"), str):
+                    texts.append(item["text"])
+                else:
+                    raise ValueError(f"Chat message {position}: unsupported content item {item!r}.")
+            turns.append({"from": "human" if message["role"] == "user" else "gpt", "value": "".join(texts)})
+        if len(images) > 1:
+            raise ValueError(f"The conversation holds {len(images)} images; one image per conversation is supported.")
+        continued = ""
+        if continue_final and turns and turns[-1]["from"] == "gpt":
+            continued = turns.pop()["value"]
+        example = {"task": "chat", "conversations": turns}
+        for_generation = bool(continued) or not turns or turns[-1]["from"] == "human"
+        prompt = self.build_prompt(example, for_generation=for_generation, with_image=bool(images), **overrides)
+        content = [images[0] if text == self.image_token else {"type": "text", "text": text} for text, _ in prompt.segments]
+        if continued:
+            content.append({"type": "text", "text": continued})
+        return [{"role": "user", "content": content}]
 
     def _write_task_items(self, message, overrides: dict):
         """`message` with its task item written as text items around the message's image (the first image item;
         none for a text-only task)."""
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, (list, tuple)):
-            return message
-        tasks = [item for item in content if isinstance(item, dict) and item.get("type") == "task"]
+        tasks = self._task_items(message)
         if not tasks:
             return message
+        content = message["content"]
         if len(tasks) > 1:
             raise ValueError(f"A chat message holds {len(tasks)} task items; write one task per message.")
         item = tasks[0]
@@ -591,7 +650,7 @@ def generate_answers(
     Returns:
         `list[dict]` in the order of `examples`, each with `prompt` (the text the model continued), `tokens` (the new
         ids before the eos), and `post_process_grounding`'s `text`, `phrases`, `boxes` (pixel XYXY; `None` for a
-        text-only example) and `boxes_normalized`.
+        text-only example), `boxes_normalized` and `dropped_boxes`.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
