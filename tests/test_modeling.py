@@ -297,6 +297,10 @@ def test_wrong_pixel_shape_raises(processor):
         model(input_ids=inputs["input_ids"], pixel_values=torch.zeros(1, 3, 56, 56))
     with pytest.raises(ValueError, match=r"got \(3, 28, 28\)"):
         model(input_ids=inputs["input_ids"], pixel_values=torch.zeros(3, 28, 28))
+    # Raw 0-255 pixels (uint8 or int64) are not the processor's normalized floats.
+    for dtype in (torch.uint8, torch.int64):
+        with pytest.raises(ValueError, match=f"pixel_values must be floating point.*got {dtype}"):
+            model(input_ids=inputs["input_ids"], pixel_values=(inputs["pixel_values"] * 100).to(dtype))
 
 
 @pytest.mark.parametrize(

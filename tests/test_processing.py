@@ -10,6 +10,7 @@ from tests.tiny import make_processor, make_tokenizer
 from vlmamba import MambaVLConfig, VLMambaProcessor
 from vlmamba.data.collator import VLMambaDataCollator
 from vlmamba.models.tasks import build_prompt
+from vlmamba.toy import tiny_processor
 
 
 def image(seed=0, size=(30, 20)):
@@ -25,21 +26,32 @@ def processor():
 def test_image_block_layout_existing_pieces_and_added_tokens():
     tokenizer = make_tokenizer()
     vocab = tokenizer.get_vocab()
-    assert "&&" in vocab, "the test corpus makes `&&` a single BPE piece, as in GPT-NeoX"
+    assert "&&" in vocab and "###" in vocab, "the test tokenizer has the markers as single pieces, as GPT-NeoX"
     processor = make_processor()
-    # An existing piece keeps its id; a string that is not a piece becomes an added special token.
-    assert processor.row_separator_token_id == vocab["&&"]
+    # The markers keep their ids; the image placeholder, not a piece, becomes an added special token.
+    assert processor.row_separator_token_id == vocab["&&"] and processor.image_begin_token_id == vocab["###"]
     assert processor.image_token_id >= len(vocab) or processor.image_token_id not in vocab.values()
     begin, sep, end, img = (processor.image_begin_token_id, processor.row_separator_token_id,
                             processor.image_end_token_id, processor.image_token_id)
     assert processor.image_block == [begin, img, img, sep, img, img, end]
 
-    special = make_processor(image_begin_token="<image_begin>", image_end_token="<image_end>",
-                             row_separator_token="<image_row>")
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image_begin>", "<image_end>", "<image_row>"]})
+    special = tiny_processor(tokenizer, image_size=28, patch_size=14, image_begin_token="<image_begin>",
+                             image_end_token="<image_end>", row_separator_token="<image_row>")
     ids = [special.image_begin_token_id, special.row_separator_token_id, special.image_end_token_id]
     assert len(set(ids)) == 3 and all(i not in vocab.values() for i in ids)
     assert special.image_block == [ids[0], special.image_token_id, special.image_token_id, ids[1],
                                    special.image_token_id, special.image_token_id, ids[2]]
+
+
+def test_a_marker_that_is_not_one_token_is_refused_and_user_text_keeps_its_markers():
+    # Added to the tokenizer, `@@@` would turn users' own `@@@` into image markers and vanish from decoded text.
+    with pytest.raises(ValueError, match=r"image_end_token='@@@' is not one token of this tokenizer"):
+        make_processor(image_end_token="@@@")
+    processor = make_processor()
+    text = "### notes && more ###"
+    ids = processor(text=[text])["input_ids"][0]
+    assert processor.tokenizer.decode(ids, skip_special_tokens=True) == text
 
 
 def test_block_matches_model_config(processor):
@@ -307,3 +319,19 @@ def test_a_bad_image_file_is_an_error_naming_it_never_a_crash(tmp_path):
     collator = VLMambaDataCollator(processor)
     with pytest.raises(ValueError, match=r"bomb.png' \(row 'big'\): DecompressionBombError"):
         collator([{"id": "big", "task": "captioning", "caption": "a cat", "image": str(bomb)}])
+
+
+def test_a_batch_tensor_holds_as_many_images_as_its_first_dimension(processor):
+    stacked = torch.rand(2, 3, 28, 28)
+    with pytest.raises(ValueError, match="1 <image> placeholder.*but 2 image"):
+        processor(images=stacked, text=["<image>one"])
+    out = processor(images=stacked, text=["<image>one", "<image>two"], return_tensors="pt")
+    separate = processor(images=list(stacked), text=["<image>one", "<image>two"], return_tensors="pt")
+    assert torch.equal(out["pixel_values"], separate["pixel_values"]) and out["pixel_values"].shape[0] == 2
+
+
+def test_an_empty_text_list_is_a_clear_error(processor):
+    with pytest.raises(ValueError, match="text is an empty list"):
+        processor(text=[])
+    with pytest.raises(ValueError, match="text is an empty list"):
+        processor(images=[], text=[])

@@ -3,7 +3,7 @@
 
 import random
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from .builder import FAMILIES, set_generation_defaults
@@ -12,6 +12,8 @@ from .models.processing_vlmamba import VLMambaProcessor
 
 
 EOS = "<|endoftext|>"
+# The image-block markers of the reference (begin and end, row separator).
+MARKERS = ("###", "&&")
 WORDS = (
     "a the red blue green small large circle square triangle on left right of image picture shows there is are "
     "two three one what colour shape how many where answer question caption provide sentence provided locate region "
@@ -65,6 +67,9 @@ def train_tokenizer(texts: list[str] | None = None, vocab_size: int = 400) -> Pr
         vocab_size=vocab_size, special_tokens=[EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tokenizer.train_from_iterator(texts if texts is not None else corpus(), trainer=trainer)
+    # The image-block markers are single ordinary pieces, as in GPT-NeoX's vocabulary (the processor requires it).
+    tokenizer.add_tokens([AddedToken(marker, normalized=False, special=False) for marker in MARKERS
+                          if marker not in tokenizer.get_vocab()])
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, pad_token=EOS, bos_token=EOS)
 
 

@@ -179,6 +179,11 @@ class VLMambaModel(VLMambaPreTrainedModel):
                 f"pixel_values must have shape (num_images, 3, {size}, {size}), got {tuple(pixel_values.shape)}. "
                 "Use the model's processor to prepare images."
             )
+        if not pixel_values.is_floating_point():
+            raise ValueError(
+                "pixel_values must be floating point (the image processor's normalized output), got "
+                f"{pixel_values.dtype}. Use the model's processor to prepare images."
+            )
 
     def _vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Patch features of the configured tower layer, prefix tokens dropped: `(num_images, num_patches, dim)`."""

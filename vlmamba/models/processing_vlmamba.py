@@ -109,10 +109,10 @@ class VLMambaProcessor(ProcessorMixin):
         # collator pads its own batches on the right, and `padding_side=` in a call still chooses.
         tokenizer.padding_side = "left"
 
-        self.image_token_id = _token_id(tokenizer, image_token, require_special=True)
-        self.image_begin_token_id = _token_id(tokenizer, image_begin_token)
-        self.image_end_token_id = _token_id(tokenizer, image_end_token)
-        self.row_separator_token_id = _token_id(tokenizer, row_separator_token)
+        self.image_token_id = _token_id(tokenizer, image_token)
+        self.image_begin_token_id = _marker_id(tokenizer, "image_begin_token", image_begin_token)
+        self.image_end_token_id = _marker_id(tokenizer, "image_end_token", image_end_token)
+        self.row_separator_token_id = _marker_id(tokenizer, "row_separator_token", row_separator_token)
         self._box_format = box_format
         if location_bins is not None:
             vocab = tokenizer.get_vocab()
@@ -182,6 +182,8 @@ class VLMambaProcessor(ProcessorMixin):
             text = [text]
         elif not (isinstance(text, (list, tuple)) and all(isinstance(sample, str) for sample in text)):
             raise ValueError(f"text must be a string or a list of strings, got {type(text).__name__}.")
+        if not text:
+            raise ValueError("text is an empty list: give one string per sample.")
         self._check_placeholder_counts(text, len(flat_images), images_per_sample)
 
         data = {}
@@ -371,10 +373,10 @@ class VLMambaProcessor(ProcessorMixin):
         placed where the layout puts it. A conversation without task items is written as the `chat` task, as the
         models were trained: `"<image>What is it?\nA cat.\nWhat colour is it?\n"` (image first, or after the first
         turn with `instruction_first`), roles `user` and `assistant` only, at most one image. A `chat_template` of
-        your own gets the messages as they are. Query fields: `question` (vqa, multiple_choice, with `choices`: strings or
-        normalized boxes, and optional `ocr` pairs), `expression` (grounding), `box` (dense_captioning, normalized
-        XYXY), `caption` (image_text_match). `instruction_first` and `normalize_text` may be given to change the
-        layout or normalization for this call."""
+        your own gets the messages as they are. Query fields: `question` (vqa, multiple_choice, with `choices`:
+        strings or normalized boxes, and optional `ocr` pairs), `expression` (grounding), `box` (dense_captioning,
+        normalized XYXY), `caption` (image_text_match). `instruction_first` and `normalize_text` may be given to
+        change the layout or normalization for this call."""
         overrides = {name: kwargs.pop(name) for name in LAYOUT_OVERRIDES if name in kwargs}
         batched = bool(conversation) and isinstance(conversation[0], (list, tuple))
         conversations = conversation if batched else [conversation]
@@ -432,7 +434,9 @@ class VLMambaProcessor(ProcessorMixin):
         example = {"task": "chat", "conversations": turns}
         for_generation = bool(continued) or not turns or turns[-1]["from"] == "human"
         prompt = self.build_prompt(example, for_generation=for_generation, with_image=bool(images), **overrides)
-        content = [images[0] if text == self.image_token else {"type": "text", "text": text} for text, _ in prompt.segments]
+        content = [
+            images[0] if text == self.image_token else {"type": "text", "text": text} for text, _ in prompt.segments
+        ]
         if continued:
             content.append({"type": "text", "text": continued})
         return [{"role": "user", "content": content}]
@@ -525,14 +529,28 @@ class VLMambaProcessor(ProcessorMixin):
         return ["input_ids", "attention_mask", "pixel_values"]
 
 
-def _token_id(tokenizer, token: str | None, require_special: bool = False) -> int | None:
-    """Id of `token`: an existing single piece keeps its id, anything else is added as a special token."""
-    if token is None:
-        return None
-    if token not in tokenizer.get_vocab() or (require_special and token not in tokenizer.all_special_tokens):
+def _token_id(tokenizer, token: str) -> int:
+    """Id of the image placeholder, added as a special token unless it is one: text writes it where the image goes,
+    and decoding with `skip_special_tokens=True` drops it."""
+    if token not in tokenizer.get_vocab() or token not in tokenizer.all_special_tokens:
         tokenizer.add_special_tokens(
             {"additional_special_tokens": [AddedToken(token, normalized=False, special=True)]},
             replace_extra_special_tokens=False,
+        )
+    return tokenizer.convert_tokens_to_ids(token)
+
+
+def _marker_id(tokenizer, name: str, token: str | None) -> int | None:
+    """Id of an image-block marker, which must be one piece of the vocabulary (as `###` and `&&` are in GPT-NeoX's).
+    The image block is written as ids, never from text; a marker added to the tokenizer would instead turn users'
+    own text (a Markdown `###`) into image markers and be stripped from decoded output."""
+    if token is None:
+        return None
+    if token not in tokenizer.get_vocab():
+        pieces = tokenizer.tokenize(token)
+        raise ValueError(
+            f"{name}={token!r} is not one token of this tokenizer (it splits into {pieces}). Image-block markers are "
+            f"ids of the vocabulary: choose a string that is one token, or {name}=None for no marker."
         )
     return tokenizer.convert_tokens_to_ids(token)
 
@@ -541,6 +559,9 @@ def _flatten_images(images) -> tuple[list, list[int] | None]:
     """Returns the images as a flat list and, when given one list per sample, the number of images per sample."""
     if images is None:
         return [], None
+    if getattr(images, "ndim", None) == 4:
+        # A batch array or tensor (num_images, ...) holds that many images, as the image processor reads it.
+        return list(images), None
     if is_valid_image(images) or is_image_source(images):
         return [_opened(images, 0)], None
     if not isinstance(images, (list, tuple)):
