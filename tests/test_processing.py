@@ -3,6 +3,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from transformers import AutoProcessor
 
@@ -335,3 +337,27 @@ def test_an_empty_text_list_is_a_clear_error(processor):
         processor(text=[])
     with pytest.raises(ValueError, match="text is an empty list"):
         processor(images=[], text=[])
+
+
+_TEXT = st.lists(st.sampled_from(list("ab ?.!\n#&<>|") + ["<image>", "###", "&&", "<|endoftext|>"]),
+                 max_size=12).map("".join)
+_ITEM = st.one_of(st.builds(lambda text: {"type": "text", "text": text}, _TEXT), st.just({"type": "image"}),
+                  st.just({"type": "video"}), _TEXT)
+_MESSAGE = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system"]),
+                                  "content": st.one_of(_TEXT, st.lists(_ITEM, max_size=3))})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(messages=st.lists(_MESSAGE, min_size=1, max_size=4), continue_final=st.booleans())
+def test_any_conversation_renders_as_the_chat_task_or_is_a_value_error(processor, messages, continue_final):
+    try:
+        prompt = processor.apply_chat_template(messages, continue_final_message=continue_final)
+    except ValueError:
+        return
+    # What renders holds the image placeholder once per image item and nowhere else, so it tokenizes as one image.
+    images = sum(isinstance(item, dict) and item.get("type") == "image" for message in messages
+                 if isinstance(message["content"], list) for item in message["content"])
+    assert prompt.count("<image>") == images <= 1
+    assert all(message["role"] in ("user", "assistant") for message in messages)
+    if messages[-1]["role"] == "user":
+        assert prompt.endswith("\n")
