@@ -132,11 +132,15 @@ def test_no_image_is_written_for_an_answer_without_boxes(saved, tmp_path, capsys
 def test_cli_reports_user_errors_without_a_traceback(saved, tmp_path, capsys):
     directory, image_path = saved
     model = str(directory / "model")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text(json.dumps({"model_type": "llama", "auto_map": {"AutoModel": "x.Y"}}))
     cases = [
         (["--model", model, "--image", str(tmp_path / "missing.png"), "--prompt", "hi"], "missing.png"),
         (["--model", str(tmp_path / "none"), "--image", str(image_path), "--prompt", "hi"], "Model folder not found"),
         (["--model", str(image_path), "--image", str(image_path), "--prompt", "hi"], "must be a folder"),
-        (["--model", str(tmp_path), "--image", str(image_path), "--prompt", "hi"], str(tmp_path)),
+        (["--model", str(tmp_path), "--image", str(image_path), "--prompt", "hi"], "has no config.json"),
+        (["--model", str(foreign), "--image", str(image_path), "--prompt", "hi"], "model_type 'llama'"),
         (["--model", model, "--image", str(image_path), "--task", "grounding"], "needs a prompt"),
     ]
     for arguments, message in cases:

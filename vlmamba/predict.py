@@ -2,6 +2,7 @@
 """One image, one prompt: generate, read the boxes out of the answer, draw them (the library side of
 `vlmamba predict`)."""
 
+import json
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from .evaluation.boxes import draw_boxes
+from .models.configuration_vlmamba import MambaVLConfig, PythiaVLConfig
 from .models.image_processing_vlmamba import open_image
 from .models.processing_vlmamba import generate_answers
 from .models.tasks import TASKS
@@ -38,6 +40,23 @@ def _looks_like_a_path(name: str) -> bool:
     )
 
 
+def _check_model_folder(path: Path) -> None:
+    """A local folder holds a vlmamba model's config, read before transformers is asked to load it (which would
+    answer a foreign or unknown `model_type` with a question about remote code)."""
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{path} has no config.json: it is not a saved model (save_pretrained writes one).")
+    try:
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+        raise ValueError(f"{config_file} is not a JSON object: {error}") from None
+    known = (MambaVLConfig.model_type, PythiaVLConfig.model_type)
+    if model_type not in known:
+        raise ValueError(
+            f"{config_file} has model_type {model_type!r}; vlmamba loads {' and '.join(known)} models."
+        )
+
+
 def load_model(model_name_or_path: str | os.PathLike, device: str | None = None, trust_remote_code: bool = True):
     """Loads a Mamba-VL / Pythia-VL folder or Hub id with its processor, in eval mode. Returns `(model, processor)`.
 
@@ -50,6 +69,8 @@ def load_model(model_name_or_path: str | os.PathLike, device: str | None = None,
         raise NotADirectoryError(
             f"The model must be a folder (save_pretrained's output) or a Hub id, got the file {path}"
         )
+    if path.is_dir():
+        _check_model_folder(path)
     processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     model = AutoModelForImageTextToText.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     if device is not None:
