@@ -20,8 +20,11 @@ EVA02_VISION_CONFIG = {
 # Vision towers the image merge knows how to read features from.
 SUPPORTED_VISION_MODEL_TYPES = ("timm_wrapper", "clip_vision_model", "siglip_vision_model")
 
-# Connectors by name; the VSS connectors of VL-Mamba register here without touching the model classes.
-CONNECTOR_TYPES = ("mlp",)
+# Connectors by name: the two-layer MLP of Mamba-VL and LLaVA, and VL-Mamba's Vision Selective Scan connectors
+# (`vision_scan.py`).
+CONNECTOR_TYPES = ("mlp", "vss_mlp", "vss_l2")
+VSS_SCANS = ("bidirectional", "cross")
+VSS_MERGES = ("sum", "mean")
 LOSS_REDUCTIONS = ("token", "sample")
 
 # Ids of the reference image block in the GPT-NeoX-20B tokenizer: `###` opens and closes the block and `&&`
@@ -73,11 +76,26 @@ class VLMambaConfig(PreTrainedConfig):
             takes the output of that block instead (Python indexing over the blocks, no final norm).
             Prefix tokens (CLS, registers) are always dropped.
         connector_type (`str`, *optional*, defaults to `"mlp"`):
-            One of `CONNECTOR_TYPES`. `"mlp"` is Linear -> activation -> Linear.
+            One of `CONNECTOR_TYPES`. `"mlp"` is Linear -> activation -> Linear; `"vss_mlp"` (`MLP(Norm(VSS(V) +
+            V))`) and `"vss_l2"` (`V' = Linear(V)`, `Linear(Norm(VSS(act(V')) + V'))`) are VL-Mamba's Vision
+            Selective Scan connectors (`vision_scan.py`).
         connector_hidden_act (`str`, *optional*, defaults to `"gelu"`):
-            Activation of the MLP connector.
+            Activation of the connector.
         connector_bias (`bool`, *optional*, defaults to `True`):
             Whether the connector's linear layers have biases.
+        vss_scan (`str`, *optional*, defaults to `"bidirectional"`):
+            The VSS connectors' scan: `"bidirectional"` (raster order and its reverse) or `"cross"` (raster,
+            column-major and the reverse of each).
+        vss_share_directions (`bool`, *optional*, defaults to `False`):
+            One Mamba layer for every scan direction instead of one per direction.
+        vss_merge (`str`, *optional*, defaults to `"sum"`):
+            How the directions' outputs, back in raster order, are merged: `"sum"` or `"mean"`.
+        vss_depthwise_conv (`bool`, *optional*, defaults to `False`):
+            A 3x3 depthwise convolution and SiLU over the patch grid before the scan.
+        vss_state_size, vss_expand, vss_conv_kernel (`int`, *optional*, default to 16, 2 and 4):
+            State size, inner expansion and causal convolution width of the scan's Mamba layers.
+        vss_norm_eps (`float`, *optional*, defaults to 1e-5):
+            Epsilon of the VSS connectors' LayerNorm.
         image_token_id (`int`, *optional*):
             The placeholder id: one per image patch in `input_ids`, replaced by the projected patch features.
         image_begin_token_id, image_end_token_id, row_separator_token_id (`int`, *optional*):
@@ -107,6 +125,14 @@ class VLMambaConfig(PreTrainedConfig):
     connector_type: str = "mlp"
     connector_hidden_act: str = "gelu"
     connector_bias: bool = True
+    vss_scan: str = "bidirectional"
+    vss_share_directions: bool = False
+    vss_merge: str = "sum"
+    vss_depthwise_conv: bool = False
+    vss_state_size: int = 16
+    vss_expand: int = 2
+    vss_conv_kernel: int = 4
+    vss_norm_eps: float = 1e-5
     image_token_id: int = REFERENCE_IMAGE_TOKEN_ID
     image_begin_token_id: int | None = REFERENCE_IMAGE_BEGIN_TOKEN_ID
     image_end_token_id: int | None = REFERENCE_IMAGE_END_TOKEN_ID
@@ -174,11 +200,21 @@ class VLMambaConfig(PreTrainedConfig):
             )
 
     def _check_connector(self):
-        """Checks the connector name."""
+        """Checks the connector name and the vision scan's settings."""
         if self.connector_type not in CONNECTOR_TYPES:
             raise ValueError(
                 f"Unknown connector_type {self.connector_type!r}; expected one of {', '.join(CONNECTOR_TYPES)}."
             )
+        if self.vss_scan not in VSS_SCANS:
+            raise ValueError(f"Unknown vss_scan {self.vss_scan!r}; expected one of {', '.join(VSS_SCANS)}.")
+        if self.vss_merge not in VSS_MERGES:
+            raise ValueError(f"Unknown vss_merge {self.vss_merge!r}; expected one of {', '.join(VSS_MERGES)}.")
+        for name in ("vss_state_size", "vss_expand", "vss_conv_kernel"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if not self.vss_norm_eps > 0:
+            raise ValueError(f"vss_norm_eps must be positive, got {self.vss_norm_eps!r}.")
 
     def _check_image_block_ids(self):
         """Checks that every image-block id is a row of the language model's embedding matrix."""

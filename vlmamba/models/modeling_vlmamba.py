@@ -1,6 +1,7 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
 """PyTorch Mamba-VL and Pythia-VL models."""
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -11,12 +12,14 @@ from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, LinearAttentionCacheLayerMixin
 from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import slice_logits_to_keep
+from transformers.models.mamba.modeling_mamba import MambaMixer
 from transformers.utils import logging
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.versions import require_version
 
 from .configuration_vlmamba import MambaVLConfig, PythiaVLConfig, VLMambaConfig
 from .mamba_kernels import install_device_dispatch
+from .vision_scan import VLMambaVSSL2Connector, VLMambaVSSMLPConnector
 
 
 logger = logging.get_logger(__name__)
@@ -101,7 +104,7 @@ class VLMambaMLPConnector(nn.Module):
         return self.linear_2(self.act(self.linear_1(image_features)))
 
 
-CONNECTOR_CLASSES = {"mlp": VLMambaMLPConnector}
+CONNECTOR_CLASSES = {"mlp": VLMambaMLPConnector, "vss_mlp": VLMambaVSSMLPConnector, "vss_l2": VLMambaVSSL2Connector}
 
 
 class VLMambaPreTrainedModel(PreTrainedModel):
@@ -116,11 +119,26 @@ class VLMambaPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        # Nested pretrained models (tower, language model) are initialised by their own `_init_weights`.
+        # Nested pretrained models (tower, language model) are initialised by their own `_init_weights`. Modules are
+        # visited children first, so a VSS connector's Mamba layer re-initializes its own linear layers afterwards.
         if isinstance(module, nn.Linear):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             if module.bias is not None:
                 init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv2d):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, MambaMixer):
+            # As a Mamba language model initializes its layers: S4D-real A, D = 1, dt in [time_step_min, max].
+            module.init_mamba_weights()
+            init.kaiming_uniform_(module.conv1d.weight, a=math.sqrt(5))
+            if module.conv1d.bias is not None:
+                init.zeros_(module.conv1d.bias)
+            init.kaiming_uniform_(module.out_proj.weight, a=math.sqrt(5))
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
