@@ -2,9 +2,15 @@
 """`vlmamba.evaluation` and `vlmamba evaluate`: tiny annotation files in the official layouts, tiny images, tiny saved
 models, and a scripted model whose answers the tests choose, so that scores can be computed by hand."""
 
+import fcntl
 import functools
 import json
 import pickle
+import re
+import shutil
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +29,14 @@ from vlmamba.evaluation import (
     benchmark_paths,
     evaluate_benchmark,
     evaluate_benchmarks,
+    output_lock,
     read_answer,
     read_predictions,
     results_table,
+    weights_fingerprint,
 )
 from vlmamba.evaluation.metrics import METRICS
+from vlmamba.evaluation.runner import LOCK_FILE, _content_hash
 from vlmamba.models.tasks import MAX_NEW_TOKENS, build_prompt
 from vlmamba.predict import load_model
 
@@ -461,11 +470,13 @@ def test_changed_settings_raise_unless_overwrite(mamba, data_root, tmp_path):
     for change, message in (
         ({"max_new_tokens": 3}, "max_new_tokens: 2 before, 3 now"),
         ({"instruction_first": True}, "instruction_first: False before, True now"),
-        ({"model_name": "other-model"}, "model: .* before, 'other-model' now"),
         ({"limit": 2}, "limit: 3 before, 2 now"),
     ):
         with pytest.raises(ValueError, match=f"'pope_random': the predictions in .* other settings \\({message}"):
             evaluate_benchmark(model, processor, "pope_random", data_root, **{**kwargs, **change})
+    # The weights name the model: the same weights under another name (a moved folder, a Hub id) resume.
+    renamed = evaluate_benchmark(model, processor, "pope_random", data_root, **{**kwargs, "model_name": "other"})
+    assert renamed["counts"] == {"samples": 3, "generated": 0, "resumed": 3} and renamed["model"] == "other"
     calls = count_generate_calls(model)
     try:
         result = evaluate_benchmark(
@@ -479,6 +490,220 @@ def test_changed_settings_raise_unless_overwrite(mamba, data_root, tmp_path):
     (tmp_path / "pope_random.scores.json").unlink()
     with pytest.raises(ValueError, match="predictions exist but .*pope_random.scores.json"):
         evaluate_benchmark(model, processor, "pope_random", data_root, **kwargs)
+
+
+FINGERPRINT = "[0-9a-f]{12}…"
+
+
+def test_resume_refuses_other_weights_saved_in_the_same_folder(data_root, tmp_path):
+    folder = tmp_path / "model"
+    save_tiny("mamba", folder, seed=0)
+    model, processor = load_model(folder)
+    kwargs = dict(output_dir=tmp_path / "out", batch_size=2, max_new_tokens=2, progress=False)
+    evaluate_benchmark(model, processor, "pope_random", data_root, limit=2, **kwargs)
+    save_tiny("mamba", folder, seed=1)
+    other, processor = load_model(folder)
+    before, now = weights_fingerprint(model), weights_fingerprint(other)
+    assert before != now
+    message = (
+        rf"'pope_random': the predictions in {re.escape(str(tmp_path / 'out'))} were made with other settings "
+        rf"\(weights: fingerprint {before[:12]}… before, {now[:12]}… now\)\. Use another output directory, or pass "
+        r"overwrite=True \(--overwrite\)\."
+    )
+    with pytest.raises(ValueError, match=message):
+        evaluate_benchmark(other, processor, "pope_random", data_root, **kwargs)
+    assert len(read_lines(tmp_path / "out" / "pope_random.predictions.jsonl")) == 2
+
+
+def test_resume_refuses_another_image_root_or_changed_data(mamba, data_root, tmp_path):
+    _, processor = mamba
+    model = ScriptedModel(processor.tokenizer, {"": "Yes."})
+    images = tmp_path / "images"
+    shutil.copytree(data_root / "coco" / "images" / "val2014", images / "coco" / "images" / "val2014")
+    pope = tmp_path / "pope.jsonl"
+    pope.write_bytes((data_root / "pope" / "coco_pope_random.json").read_bytes())
+    kwargs = dict(output_dir=tmp_path / "out", annotations={"jsonl_path": pope}, progress=False)
+    evaluate_benchmark(model, processor, "pope_random", data_root, limit=2, **kwargs)
+    old_images, new_images = data_root / "coco" / "images" / "val2014", images / "coco" / "images" / "val2014"
+    with pytest.raises(ValueError, match=re.escape(f"(images: '{old_images}' before, '{new_images}' now)")):
+        evaluate_benchmark(model, processor, "pope_random", data_root, image_root=images, **kwargs)
+
+    # The label of a sample not yet done: the ids are the same, the content is not.
+    lines = pope.read_text().splitlines()
+    pope.write_text("\n".join([*lines[:3], lines[3].replace('"no"', '"yes"')]) + "\n")
+    with pytest.raises(ValueError, match=rf"other settings \(data.jsonl_path: content {FINGERPRINT} before, "):
+        evaluate_benchmark(model, processor, "pope_random", data_root, **kwargs)
+
+    # The same content elsewhere, the same images: resumed.
+    pope.unlink()
+    moved = tmp_path / "moved.jsonl"
+    moved.write_bytes((data_root / "pope" / "coco_pope_random.json").read_bytes())
+    result = evaluate_benchmark(
+        model, processor, "pope_random", data_root, **{**kwargs, "annotations": {"jsonl_path": moved}}
+    )
+    assert result["counts"] == {"samples": 4, "generated": 2, "resumed": 2}
+
+
+def test_data_folder_hash_covers_its_files_but_not_the_images(tmp_path):
+    folder, images = tmp_path / "ai2d", tmp_path / "ai2d" / "images"
+    write_json(folder / "questions" / "1.png.json", {"imageName": "1.png"})
+    write_image(images / "1.png")
+    first = _content_hash(folder, images)
+    write_image(images / "2.png")
+    assert _content_hash(folder, images) == first
+    write_json(folder / "questions" / "1.png.json", {"imageName": "2.png"})
+    assert _content_hash(folder, images) != first
+
+
+def test_resume_checks_the_processor_tokenizer_and_generation_config(saved, data_root, tmp_path):
+    processor = make_processor()
+    model = ScriptedModel(processor.tokenizer, {"": "Yes."})
+    kwargs = dict(output_dir=tmp_path / "out", limit=2, progress=False)
+    evaluate_benchmark(model, processor, "pope_random", data_root, **kwargs)
+    # Tokenizing with padding and truncation changes the backend's state, not the tokenizer.
+    processor.tokenizer(["a", "a b c"], padding=True, truncation=True, max_length=2)
+    assert evaluate_benchmark(model, processor, "pope_random", data_root, **kwargs)["counts"]["resumed"] == 2
+    processor.normalize_text = "keep_case"
+    with pytest.raises(ValueError, match=r"other settings \(processor.normalize_text: True before, 'keep_case' now\)"):
+        evaluate_benchmark(model, processor, "pope_random", data_root, **kwargs)
+    processor.normalize_text = True
+    processor.tokenizer.add_tokens(["<new>"])
+    with pytest.raises(ValueError, match=rf"other settings \(tokenizer: fingerprint {FINGERPRINT} before, "):
+        evaluate_benchmark(model, processor, "pope_random", data_root, **kwargs)
+
+    # Without weights (an object with no state dict), the name tells models apart.
+    processor = make_processor()
+    with pytest.raises(ValueError, match=r"other settings \(model: 'scripted' before, 'other' now\)"):
+        evaluate_benchmark(
+            ScriptedModel(processor.tokenizer, {"": "Yes."}, "other"), processor, "pope_random", data_root, **kwargs
+        )
+
+    model, processor = load_model(saved["mamba"])
+    kwargs = {**kwargs, "output_dir": tmp_path / "real", "max_new_tokens": 2}
+    evaluate_benchmark(model, processor, "pope_random", data_root, **kwargs)
+    model.generation_config.repetition_penalty = 1.5
+    with pytest.raises(ValueError, match=r"other settings \(generation.repetition_penalty: None before, 1.5 now\)"):
+        evaluate_benchmark(model, processor, "pope_random", data_root, **kwargs)
+
+
+def test_resume_refuses_a_scores_file_without_the_new_settings(mamba, data_root, tmp_path):
+    _, processor = mamba
+    model = ScriptedModel(processor.tokenizer, {"": "Yes."})
+    kwargs = dict(output_dir=tmp_path, limit=2, progress=False)
+    evaluate_benchmark(model, processor, "pope_random", data_root, **kwargs)
+    scores = json.loads((tmp_path / "pope_random.scores.json").read_text())
+    old = ("model", "instruction_first", "max_new_tokens", "limit", "batch_size", "prompt")
+    scores["settings"] = {key: scores["settings"][key] for key in old}
+    write_json(tmp_path / "pope_random.scores.json", scores)
+    message = (
+        r"pope_random.scores.json does not record weights, processor, tokenizer, generation, images, data \(it was "
+        r"written by an earlier version of vlmamba\).* pass overwrite=True"
+    )
+    with pytest.raises(ValueError, match=message):
+        evaluate_benchmark(model, processor, "pope_random", data_root, **kwargs)
+    assert evaluate_benchmark(model, processor, "pope_random", data_root, overwrite=True, **kwargs)["complete"]
+
+
+def test_weights_fingerprint_follows_the_values(saved):
+    first, _ = load_model(saved["mamba"])
+    second, _ = load_model(saved["mamba"])
+    fingerprint = weights_fingerprint(first)
+    assert re.fullmatch("[0-9a-f]{64}", fingerprint) and weights_fingerprint(second) == fingerprint
+    # The head is tied to the embeddings: one state dict entry each, one tensor.
+    state = second.state_dict()
+    assert state["lm_head.weight"].data_ptr() == state["model.language_model.embeddings.weight"].data_ptr()
+    name, parameter = next(iter(second.named_parameters()))
+    original = parameter.detach().clone()
+    with torch.no_grad():
+        parameter.view(-1)[0] += 1
+    assert weights_fingerprint(second) != fingerprint, name
+    with torch.no_grad():
+        parameter.copy_(original)
+    assert weights_fingerprint(second) == fingerprint
+    assert weights_fingerprint(second.to(torch.bfloat16)) != fingerprint
+    assert weights_fingerprint(ScriptedModel(None, [])) is None
+
+
+HOLD_LOCK = """
+import fcntl, os, sys
+file = open(sys.argv[1], "a+")
+fcntl.flock(file, fcntl.LOCK_EX)
+file.seek(0)
+file.truncate()
+file.write(str(os.getpid()))
+file.flush()
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_second_run_on_a_locked_output_dir_is_refused(mamba, data_root, tmp_path):
+    _, processor = mamba
+    model = ScriptedModel(processor.tokenizer, {"": "Yes."})
+    kwargs = dict(output_dir=tmp_path, progress=False)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / LOCK_FILE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout.readline() == b"locked\n"
+        message = rf"Another evaluation \(process {holder.pid}\) is writing to {re.escape(str(tmp_path))} "
+        with pytest.raises(ValueError, match=message):
+            evaluate_benchmark(model, processor, "pope_random", data_root, **kwargs)
+        with pytest.raises(ValueError, match=message):
+            evaluate_benchmarks(model, processor, ["pope_random"], data_root, **kwargs)
+        assert not (tmp_path / "pope_random.predictions.jsonl").exists()
+    finally:
+        # Killed, as a crashed run: the OS releases the lock, and the lock file left behind blocks nothing.
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / LOCK_FILE).exists()
+    assert evaluate_benchmark(model, processor, "pope_random", data_root, **kwargs)["complete"]
+
+    # Another thread of the same process is refused too, while the holder may take the lock again.
+    outcomes = []
+
+    def take_the_lock():
+        try:
+            with output_lock(tmp_path):
+                outcomes.append("locked")
+        except ValueError as error:
+            outcomes.append(str(error))
+
+    with output_lock(tmp_path):
+        thread = threading.Thread(target=take_the_lock)
+        thread.start()
+        thread.join()
+        assert evaluate_benchmark(model, processor, "pope_random", data_root, **kwargs)["counts"]["resumed"] == 4
+    assert outcomes == [
+        f"Another evaluation is writing to {tmp_path} (it holds {tmp_path / LOCK_FILE} locked); wait for it to "
+        "finish, or use another output directory."
+    ]
+
+
+def test_the_lock_is_released_when_a_run_fails(mamba, data_root, tmp_path):
+    _, processor = mamba
+    kwargs = dict(output_dir=tmp_path, batch_size=1, progress=False)
+    # One answer for four samples: the second batch fails.
+    with pytest.raises(IndexError):
+        evaluate_benchmark(ScriptedModel(processor.tokenizer, ["Yes."]), processor, "pope_random", data_root, **kwargs)
+    with open(tmp_path / LOCK_FILE) as file:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(file, fcntl.LOCK_UN)
+    # Nor does this process still count it as held: another thread takes it.
+    outcomes = []
+
+    def take_the_lock():
+        with output_lock(tmp_path):
+            outcomes.append("locked")
+
+    thread = threading.Thread(target=take_the_lock)
+    thread.start()
+    thread.join()
+    assert outcomes == ["locked"]
+    result = evaluate_benchmark(
+        ScriptedModel(processor.tokenizer, ["No."] * 3), processor, "pope_random", data_root, **kwargs
+    )
+    assert result["counts"] == {"samples": 4, "generated": 3, "resumed": 1}
 
 
 def test_missing_files_name_the_benchmark_and_the_path(mamba, data_root, tmp_path):

@@ -257,6 +257,17 @@ def test_build_from_components_keeps_pretrained_weights(components, family, visi
     assert inputs["input_ids"].shape[1] < bare.shape[1] <= inputs["input_ids"].shape[1] + FREE_PROMPT_MAX_NEW_TOKENS
 
 
+def test_builder_adds_markers_named_by_the_user(components):
+    model, processor = build_from_components("mamba", str(components / "timm"), str(components / "mamba"),
+                                             str(components / "tokenizer"), image_begin_token="<image_begin>",
+                                             image_end_token="<image_end>")
+    tokenizer = processor.tokenizer
+    assert {"<image_begin>", "<image_end>"} <= set(tokenizer.all_special_tokens)
+    assert processor.row_separator_token_id == make_tokenizer().get_vocab()["&&"]
+    assert max(processor.image_block) < model.get_input_embeddings().weight.shape[0]
+    assert model.config.image_block_ids() == processor.image_block
+
+
 def test_builder_errors(components):
     with pytest.raises(ValueError, match="family 'pythia' needs 'gpt_neox'"):
         build_from_components("pythia", str(components / "timm"), str(components / "mamba"))

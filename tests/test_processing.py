@@ -347,7 +347,7 @@ _MESSAGE = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", 
                                   "content": st.one_of(_TEXT, st.lists(_ITEM, max_size=3))})
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(messages=st.lists(_MESSAGE, min_size=1, max_size=4), continue_final=st.booleans())
 def test_any_conversation_renders_as_the_chat_task_or_is_a_value_error(processor, messages, continue_final):
     try:

@@ -105,7 +105,8 @@ def build_from_components(
         tokenizer (`str`, *optional*): Hub id or folder of the tokenizer; defaults to `language_model`.
         image_token, image_begin_token, image_end_token, row_separator_token:
             The image-block layout, see [`VLMambaProcessor`]. The defaults reproduce the reference (`###`/`&&`
-            GPT-NeoX pieces); pass e.g. `"<image_begin>"` to use dedicated special tokens instead.
+            GPT-NeoX pieces; a tokenizer without them is an error). Pass e.g. `"<image_begin>"` to use dedicated
+            tokens instead: a marker you name that the tokenizer lacks is added to it as a special token.
         instruction_first (`bool`): The task-aware layout.
         dtype (`torch.dtype`, *optional*): dtype to load the pretrained weights in.
         pad_to_multiple_of (`int`): When the tokenizer grows past the embedding matrix, resize it to a multiple of this.
@@ -121,6 +122,12 @@ def build_from_components(
     tokenizer = AutoTokenizer.from_pretrained(tokenizer or language_model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    # Markers asked for by name become tokens; the reference's defaults must already be pieces of the vocabulary.
+    defaults = {"###", "&&"}
+    named = [marker for marker in dict.fromkeys((image_begin_token, image_end_token, row_separator_token))
+             if marker is not None and marker not in defaults and marker not in tokenizer.get_vocab()]
+    if named:
+        tokenizer.add_special_tokens({"additional_special_tokens": named}, replace_extra_special_tokens=False)
 
     tower = _load_vision_tower(vision_model, dtype)
     image_size, patch_size = vision_geometry(tower.config)

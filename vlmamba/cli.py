@@ -165,7 +165,7 @@ def _evaluate(args) -> int:
             limit=args.limit,
             overwrite=args.overwrite,
             progress=not args.no_progress,
-            # A local folder is named by its absolute path, so that a resumed run finds the same model.
+            # A local folder is named by its absolute path in the results (a resume compares the weights themselves).
             model_name=str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
         )
     except ValueError as error:

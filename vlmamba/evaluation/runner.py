@@ -20,8 +20,24 @@ files, the prompt, the decoding length, how the answer is read from the generate
 
 Resuming: the scores file is written with `"complete": false` before generation starts. A rerun with the same output
 directory reads the predictions file, keeps the samples already done and generates only the others; a last line cut
-off by a killed run is dropped and its sample redone. The model, `instruction_first` and `max_new_tokens` must be
-those of the first run, and `limit` the same or larger (or `None`), unless `overwrite=True` starts afresh.
+off by a killed run is dropped and its sample redone. The scores file's `settings` identify what the predictions
+depend on, and a resumed run must match each of them, or it is refused with the differing items named, unless
+`overwrite=True` starts afresh:
+
+- `weights`: `weights_fingerprint` of the model as loaded (its name in `model` is kept for people; two models are told
+  apart by their name only when one has no state dict to fingerprint);
+- `processor`: the processor's saved prompt settings (`normalize_text`, `location_bins`, the image tokens, the patch
+  size) and its image processor's; `tokenizer`: a hash of the tokenizer (vocabulary, merges, added and special
+  tokens); `instruction_first` and the benchmark's `prompt` variant;
+- `max_new_tokens` and `generation` (the model's generation config);
+- `images`: the image folder (its absolute path); `data`: a content hash of each annotation file or folder read;
+- `limit`: the same or larger (or `None`), which only adds samples after those done.
+
+A scores file written before these were recorded cannot vouch for its predictions: resuming from it is refused.
+
+Each benchmark runs under an exclusive lock on `<output_dir>/evaluate.lock` (`flock`), so that two runs never write
+to one output directory at once: the second is refused with an error naming the folder. The operating system
+releases the lock when its process ends, crashed or not; the lock file left behind blocks nothing.
 
 The benchmarks, their files and the data layout are in `vlmamba.evaluation.benchmarks`.
 
@@ -32,13 +48,19 @@ Choices where the reference differs or is silent:
 - Visual7W pointing, which the reference's script skipped, is scored like telling, with the training template.
 """
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import math
 import os
+import threading
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from .. import data
@@ -46,8 +68,37 @@ from ..models.processing_vlmamba import generate_answers
 from .benchmarks import BENCHMARKS, MAIN_SCORES, Benchmark, benchmark_paths, get_benchmark, load_benchmark, reference_of
 
 
-# The settings a resumed run must share with the run that wrote the predictions.
-RESUME_SETTINGS = ("model", "instruction_first", "max_new_tokens", "limit")
+# The settings a resumed run must share with the run that wrote the predictions (`model` only without `weights`).
+RESUME_SETTINGS = (
+    "weights",
+    "model",
+    "processor",
+    "tokenizer",
+    "instruction_first",
+    "prompt",
+    "max_new_tokens",
+    "generation",
+    "images",
+    "data",
+    "limit",
+)
+# The file of each output directory that the running evaluation holds locked.
+LOCK_FILE = "evaluate.lock"
+# Keys of the processor's and image processor's `to_dict()` that are not prompt or image settings (the layout is
+# the run's own `instruction_first`).
+_NOT_PROCESSOR_SETTINGS = (
+    "auto_map",
+    "processor_class",
+    "image_processor",
+    "tokenizer",
+    "chat_template",
+    "instruction_first",
+)
+# Keys of a generation config's diff that do not change what `generate()` writes.
+_NOT_GENERATION_SETTINGS = ("transformers_version", "_from_model_config")
+# The locks this process holds: resolved lock path -> the holding thread's id, so that `evaluate_benchmarks` can hold
+# the lock of its output directory across the `evaluate_benchmark` calls that take it again.
+_HELD_LOCKS: dict[Path, int] = {}
 
 
 def read_answer(benchmark: Benchmark, answer: Mapping):
@@ -70,6 +121,91 @@ def _model_name(model, model_name) -> str | None:
         return str(model_name)
     name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
     return str(name) if name else None
+
+
+def _tensor_digest(tensor: torch.Tensor) -> bytes:
+    # One tensor at a time to the CPU, so that a model on an accelerator is never copied whole.
+    tensor = tensor.detach().to("cpu").contiguous().reshape(-1)
+    return hashlib.sha256(tensor.view(torch.uint8).numpy()).digest()
+
+
+def weights_fingerprint(model) -> str | None:
+    """A SHA-256 over the model's state dict, in its order: each entry's name, dtype, shape and bytes (parameters and
+    buffers). The same weights give the same fingerprint wherever they were loaded from and on whichever device they
+    are; another dtype or any changed value gives another. Tensors are hashed one by one where they are (copied to
+    the CPU one at a time), and a tensor tied to an earlier entry (e.g. the head and the embeddings) is hashed once.
+
+    Returns:
+        The hex digest, or `None` for an object without a state dict or with weights not in memory (meta tensors).
+    """
+    if not callable(getattr(model, "state_dict", None)):
+        return None
+    fingerprint = hashlib.sha256()
+    digests = {}
+    for name, tensor in model.state_dict().items():
+        if tensor.is_meta:
+            return None
+        storage = (tensor.device, tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tensor.stride())
+        if storage not in digests:
+            digests[storage] = _tensor_digest(tensor)
+        fingerprint.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        fingerprint.update(digests[storage])
+    return fingerprint.hexdigest()
+
+
+def _processor_settings(processor) -> dict:
+    """What the processor saves in `processor_config.json` that shapes prompts and pixels, its image processor's
+    included."""
+    settings = {key: value for key, value in processor.to_dict().items() if key not in _NOT_PROCESSOR_SETTINGS}
+    image_processor = processor.image_processor.to_dict()
+    settings["image_processor"] = {
+        key: value for key, value in image_processor.items() if key not in _NOT_PROCESSOR_SETTINGS
+    }
+    return settings
+
+
+def _tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        content = json.loads(backend.to_str())
+        # Padding and truncation are per-call state that tokenizing writes into the backend, not the vocabulary.
+        content.pop("padding", None)
+        content.pop("truncation", None)
+    else:
+        content = {"vocabulary": sorted(tokenizer.get_vocab().items())}
+    content["special_tokens"] = getattr(tokenizer, "special_tokens_map", None)
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _generation_settings(model) -> dict:
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return {}
+    return {key: value for key, value in config.to_diff_dict().items() if key not in _NOT_GENERATION_SETTINGS}
+
+
+def _content_hash(path: Path, skip: Path) -> str:
+    """SHA-256 of a file, or of a folder's files (relative paths and contents, the image folder `skip` left out)."""
+    if path.is_file():
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            while chunk := file.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+    skip = skip.resolve()
+    files = []
+    for directory, folders, names in os.walk(path):
+        folders[:] = [name for name in folders if Path(directory, name).resolve() != skip]
+        files.extend(Path(directory, name) for name in names)
+    digest = hashlib.sha256()
+    for file in sorted(files):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{_content_hash(file, skip)}\0".encode())
+    return digest.hexdigest()
+
+
+def _short(value) -> str:
+    """A fingerprint shown in a message: its first 12 hex digits."""
+    return f"{value[:12]}…" if isinstance(value, str) and len(value) == 64 else repr(value)
 
 
 def read_predictions(path: Path, benchmark_name: str) -> list[dict]:
@@ -107,6 +243,23 @@ def read_predictions(path: Path, benchmark_name: str) -> list[dict]:
     return records
 
 
+def _differences(key: str, old, new) -> list[str]:
+    """The items of a setting that differ, as `"item: old before, new now"` (a dict item by item)."""
+    if old == new:
+        return []
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            line
+            for item in sorted(set(old) | set(new))
+            for line in _differences(f"{key}.{item}", old.get(item), new.get(item))
+        ]
+    if key in ("weights", "tokenizer"):
+        return [f"{key}: fingerprint {_short(old)} before, {_short(new)} now"]
+    if key.startswith("data."):
+        return [f"{key}: content {_short(old)} before, {_short(new)} now"]
+    return [f"{key}: {old!r} before, {new!r} now"]
+
+
 def _check_settings(path: Path, settings: dict, benchmark_name: str):
     if not path.is_file():
         raise ValueError(
@@ -117,19 +270,77 @@ def _check_settings(path: Path, settings: dict, benchmark_name: str):
         previous = json.loads(path.read_text(encoding="utf-8")).get("settings", {})
     except (json.JSONDecodeError, AttributeError) as error:
         raise ValueError(f"Benchmark {benchmark_name!r}: cannot read {path}: {error}") from None
+    unrecorded = [key for key in RESUME_SETTINGS if key not in previous]
+    if unrecorded:
+        raise ValueError(
+            f"Benchmark {benchmark_name!r}: {path} does not record {', '.join(unrecorded)} (it was written by an "
+            f"earlier version of vlmamba), so the predictions in {path.parent} cannot be checked against this run. "
+            "Use another output directory, or pass overwrite=True (--overwrite) to start afresh."
+        )
     differences = []
     for key in RESUME_SETTINGS:
-        old, new = previous.get(key), settings[key]
+        old, new = previous[key], settings[key]
         # A larger limit (or none) only adds samples after those done.
         if key == "limit" and (new is None or (old is not None and new >= old)):
             continue
-        if old != new:
-            differences.append(f"{key}: {old!r} before, {new!r} now")
+        # The weights tell models apart; the name only when there are no weights to fingerprint.
+        if key == "model" and (previous["weights"] is not None or settings["weights"] is not None):
+            continue
+        differences.extend(_differences(key, old, new))
     if differences:
         raise ValueError(
             f"Benchmark {benchmark_name!r}: the predictions in {path.parent} were made with other settings ("
             f"{'; '.join(differences)}). Use another output directory, or pass overwrite=True (--overwrite)."
         )
+
+
+@contextlib.contextmanager
+def output_lock(output_dir):
+    """Holds `<output_dir>/evaluate.lock` locked (`flock`, exclusive) while the block runs, so that no other
+    evaluation writes to `output_dir` meanwhile. The same thread may take it again inside the block.
+
+    Raises:
+        ValueError: another process (or thread) holds the lock; it names the folder.
+    """
+    path = (Path(output_dir) / LOCK_FILE).resolve()
+
+    def busy(holder=""):
+        process = f" (process {holder})" if holder.isdigit() else ""
+        return ValueError(
+            f"Another evaluation{process} is writing to {path.parent} (it holds {path} locked); wait for it to "
+            "finish, or use another output directory."
+        )
+
+    holder = _HELD_LOCKS.get(path)
+    if holder is not None:
+        if holder != threading.get_ident():
+            raise busy()
+        yield
+        return
+    # "a+" creates the file and keeps a stale one's content until the lock is ours.
+    file = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            raise busy(file.read().strip()) from None
+        except OSError as error:
+            warnings.warn(
+                f"Cannot lock {path} ({error}): concurrent runs on {path.parent} are not detected.", stacklevel=3
+            )
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        _HELD_LOCKS[path] = threading.get_ident()
+        try:
+            yield
+        finally:
+            del _HELD_LOCKS[path]
+    finally:
+        # Closing the file releases the lock; the file stays (removing it could split two runs onto two files).
+        file.close()
 
 
 def _write_json(path: Path, content: dict):
@@ -166,8 +377,13 @@ def generate_batch(
         examples.append({**row, "image": image, "image_size": size})
     try:
         answers = generate_answers(
-            model, processor, examples, max_new_tokens=max_new_tokens, batch_size=len(examples),
-            instruction_first=instruction_first, **benchmark.prompt,
+            model,
+            processor,
+            examples,
+            max_new_tokens=max_new_tokens,
+            batch_size=len(examples),
+            instruction_first=instruction_first,
+            **benchmark.prompt,
         )
     except ValueError as error:
         raise ValueError(f"Benchmark {benchmark.name!r}: {error}") from None
@@ -225,12 +441,17 @@ def evaluate_benchmark(
         overwrite: delete this benchmark's earlier predictions and scores instead of resuming.
         progress: a tqdm progress bar.
         device: move the model there first (e.g. `"cuda"`).
-        model_name: the model named in the scores; the model's `name_or_path` by default.
+        model_name: the model named in the scores; the model's `name_or_path` by default. A resume compares it only
+            for a model without weights to fingerprint (`weights_fingerprint`).
 
     Returns:
         The scores file's content: `benchmark`, `metric`, `scores` (the metric's outputs), `counts` (`samples`,
         `generated` by this call, `resumed`, and `no_box` for box answers), `model`, `settings`, `files`, `images`,
         `predictions` (the file), `complete`, `seconds`.
+
+    Raises:
+        ValueError: bad arguments or files; predictions in `output_dir` made with other settings (each differing
+            item named, old and new); another run holding `output_dir` (`output_lock`).
     """
     benchmark = get_benchmark(benchmark)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -256,78 +477,87 @@ def evaluate_benchmark(
     if limit is not None:
         rows = rows[:limit]
     references = {row["id"]: reference_of(benchmark, row) for row in rows}
+    settings = {
+        "model": _model_name(model, model_name),
+        "weights": weights_fingerprint(model),
+        "processor": _processor_settings(processor),
+        "tokenizer": _tokenizer_fingerprint(processor.tokenizer),
+        "instruction_first": instruction_first,
+        "prompt": dict(benchmark.prompt),
+        "max_new_tokens": max_new_tokens,
+        "generation": _generation_settings(model),
+        "images": str(images.resolve()),
+        "data": {argument: _content_hash(path, images) for argument, path in paths.items()},
+        "limit": limit,
+        "batch_size": batch_size,
+    }
+    # As read back from the scores file, to compare like with like (lists, not tuples).
+    settings = json.loads(json.dumps(settings, default=str))
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    predictions_path = output_dir / f"{benchmark.name}.predictions.jsonl"
-    scores_path = output_dir / f"{benchmark.name}.scores.json"
-    settings = {
-        "model": _model_name(model, model_name),
-        "instruction_first": instruction_first,
-        "max_new_tokens": max_new_tokens,
-        "limit": limit,
-        "batch_size": batch_size,
-        "prompt": dict(benchmark.prompt),
-    }
-    done: dict[str, dict] = {}
-    if overwrite:
-        predictions_path.unlink(missing_ok=True)
-        scores_path.unlink(missing_ok=True)
-    elif predictions_path.exists():
-        _check_settings(scores_path, settings, benchmark.name)
-        for number, record in enumerate(read_predictions(predictions_path, benchmark.name), start=1):
-            if record["id"] not in references:
-                raise ValueError(
-                    f"Benchmark {benchmark.name!r}: {predictions_path} line {number} has id {record['id']!r}, which "
-                    "is not a sample of this run (other annotation files?). Use another output directory, or pass "
-                    "overwrite=True (--overwrite)."
-                )
-            done[record["id"]] = record
-    result = {
-        "benchmark": benchmark.name,
-        "description": benchmark.description,
-        "metric": benchmark.metric,
-        "scores": None,
-        "counts": {"samples": len(rows), "generated": 0, "resumed": len(done)},
-        "model": settings["model"],
-        "settings": settings,
-        "files": {argument: str(path) for argument, path in paths.items()},
-        "images": str(images),
-        "predictions": str(predictions_path),
-        "complete": False,
-    }
-    _write_json(scores_path, result)
-
-    todo = [row for row in rows if row["id"] not in done]
-    _check_images(benchmark, todo)
-    if benchmark.prompt.get("ocr_tokens"):
-        missing = [row["id"] for row in todo if row.get("ocr_tokens") is None]
-        if missing:
-            raise ValueError(
-                f"Benchmark {benchmark.name!r}: {len(missing)} sample(s) have no OCR tokens (e.g. {missing[0]!r}); "
-                f"give the Rosetta OCR file: --annotations {benchmark.name}.ocr_json=PATH."
-            )
-    with (
-        open(predictions_path, "a", encoding="utf-8") as file,
-        tqdm(total=len(rows), initial=len(done), desc=benchmark.name, unit="sample", disable=not progress) as bar,
-    ):
-        for first in range(0, len(todo), batch_size):
-            batch = todo[first : first + batch_size]
-            for record in generate_batch(model, processor, benchmark, batch, instruction_first, max_new_tokens):
-                file.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with output_lock(output_dir):
+        predictions_path = output_dir / f"{benchmark.name}.predictions.jsonl"
+        scores_path = output_dir / f"{benchmark.name}.scores.json"
+        done: dict[str, dict] = {}
+        if overwrite:
+            predictions_path.unlink(missing_ok=True)
+            scores_path.unlink(missing_ok=True)
+        elif predictions_path.exists():
+            _check_settings(scores_path, settings, benchmark.name)
+            for number, record in enumerate(read_predictions(predictions_path, benchmark.name), start=1):
+                if record["id"] not in references:
+                    raise ValueError(
+                        f"Benchmark {benchmark.name!r}: {predictions_path} line {number} has id {record['id']!r}, "
+                        "which is not a sample of this run (other annotation files?). Use another output directory, or "
+                        "pass overwrite=True (--overwrite)."
+                    )
                 done[record["id"]] = record
-            file.flush()
-            result["counts"]["generated"] += len(batch)
-            bar.update(len(batch))
+        result = {
+            "benchmark": benchmark.name,
+            "description": benchmark.description,
+            "metric": benchmark.metric,
+            "scores": None,
+            "counts": {"samples": len(rows), "generated": 0, "resumed": len(done)},
+            "model": settings["model"],
+            "settings": settings,
+            "files": {argument: str(path) for argument, path in paths.items()},
+            "images": str(images),
+            "predictions": str(predictions_path),
+            "complete": False,
+        }
+        _write_json(scores_path, result)
 
-    predictions = [done[row["id"]]["prediction"] for row in rows]
-    result["scores"] = score_predictions(benchmark, predictions, [references[row["id"]] for row in rows])
-    if benchmark.answer == "box":
-        result["counts"]["no_box"] = sum(prediction is None for prediction in predictions)
-    result["complete"] = True
-    result["seconds"] = round(time.perf_counter() - start, 3)
-    _write_json(scores_path, result)
-    return result
+        todo = [row for row in rows if row["id"] not in done]
+        _check_images(benchmark, todo)
+        if benchmark.prompt.get("ocr_tokens"):
+            missing = [row["id"] for row in todo if row.get("ocr_tokens") is None]
+            if missing:
+                raise ValueError(
+                    f"Benchmark {benchmark.name!r}: {len(missing)} sample(s) have no OCR tokens (e.g. {missing[0]!r}); "
+                    f"give the Rosetta OCR file: --annotations {benchmark.name}.ocr_json=PATH."
+                )
+        with (
+            open(predictions_path, "a", encoding="utf-8") as file,
+            tqdm(total=len(rows), initial=len(done), desc=benchmark.name, unit="sample", disable=not progress) as bar,
+        ):
+            for first in range(0, len(todo), batch_size):
+                batch = todo[first : first + batch_size]
+                for record in generate_batch(model, processor, benchmark, batch, instruction_first, max_new_tokens):
+                    file.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    done[record["id"]] = record
+                file.flush()
+                result["counts"]["generated"] += len(batch)
+                bar.update(len(batch))
+
+        predictions = [done[row["id"]]["prediction"] for row in rows]
+        result["scores"] = score_predictions(benchmark, predictions, [references[row["id"]] for row in rows])
+        if benchmark.answer == "box":
+            result["counts"]["no_box"] = sum(prediction is None for prediction in predictions)
+        result["complete"] = True
+        result["seconds"] = round(time.perf_counter() - start, 3)
+        _write_json(scores_path, result)
+        return result
 
 
 def evaluate_benchmarks(
@@ -341,7 +571,7 @@ def evaluate_benchmarks(
     **kwargs,
 ) -> dict:
     """`evaluate_benchmark` for each benchmark, then `<output_dir>/results.json`: the scores of every complete
-    benchmark in `output_dir` (`{"benchmarks": {name: scores file content}}`).
+    benchmark in `output_dir` (`{"benchmarks": {name: scores file content}}`), all under one `output_lock`.
 
     Args:
         benchmarks: names of `BENCHMARKS`.
@@ -356,11 +586,14 @@ def evaluate_benchmarks(
     if unknown:
         raise ValueError(f"Unknown benchmark(s) {unknown}; known benchmarks: {', '.join(BENCHMARKS)}.")
     results = {}
-    for name in benchmarks:
-        results[name] = evaluate_benchmark(
-            model, processor, name, data_root, output_dir=output_dir, annotations=annotations.get(name), **kwargs
-        )
-    write_results(output_dir)
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    # One lock over all the benchmarks and results.json, so that no other run slips in between.
+    with output_lock(output_dir):
+        for name in benchmarks:
+            results[name] = evaluate_benchmark(
+                model, processor, name, data_root, output_dir=output_dir, annotations=annotations.get(name), **kwargs
+            )
+        write_results(output_dir)
     return results
 
 
@@ -395,6 +628,8 @@ def results_table(results: Mapping[str, Mapping]) -> str:
 
 
 __all__ = [
+    "weights_fingerprint",
+    "output_lock",
     "read_answer",
     "read_predictions",
     "generate_batch",
