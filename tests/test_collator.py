@@ -45,9 +45,11 @@ def test_labels_cover_exactly_the_answers(processor):
         # Never on the image block, its markers or the prompt.
         image_positions = ids == processor.image_token_id
         assert not (labels[image_positions] != -100).any()
-        assert int(image_positions.sum()) == (processor.patches_per_side ** 2 if "image" in example else 0)
-    assert tokenizer.decode(batch["labels"][0][batch["labels"][0] != -100]) == "[0.10,0.10,0.50,0.50]." + \
-        tokenizer.eos_token
+        assert int(image_positions.sum()) == (processor.patches_per_side**2 if "image" in example else 0)
+    assert (
+        tokenizer.decode(batch["labels"][0][batch["labels"][0] != -100])
+        == "[0.10,0.10,0.50,0.50]." + tokenizer.eos_token
+    )
 
 
 def test_images_given_as_paths_are_opened_and_missing_ones_named(processor, tmp_path):
@@ -71,12 +73,51 @@ def test_max_length_cuts_the_answer_but_never_the_image_block(processor):
         VLMambaDataCollator(processor, max_length=3)([ROWS[0]])
 
 
+@pytest.mark.parametrize("max_length", [0, -3])
+def test_max_length_must_be_a_positive_number_of_tokens(processor, max_length):
+    with pytest.raises(ValueError, match=f"max_length must be a positive number of tokens.*got {max_length}"):
+        VLMambaDataCollator(processor, max_length=max_length)
+    with pytest.raises(ValueError, match="pad_to_multiple_of"):
+        VLMambaDataCollator(processor, pad_to_multiple_of=max_length)
+
+
 def test_bad_examples_name_the_example_and_field(processor):
     with pytest.raises(ValueError, match="Example 1 .*'answer'"):
         VLMambaDataCollator(processor)([ROWS[2], {"task": "vqa", "image": picture(), "question": "what?"}])
-    # An example with an id is still named by its position in the batch when its fields are wrong.
-    with pytest.raises(ValueError, match="Example 1 .*'answer'"):
+    # An example with an id is named by it, not by its position in the batch (which says nothing about the dataset).
+    with pytest.raises(ValueError, match="Example q7 .*'answer'"):
         VLMambaDataCollator(processor)([ROWS[2], {"id": "q7", "task": "vqa", "image": picture(), "question": "what?"}])
+
+
+def _first_supervised(processor, example):
+    labels = VLMambaDataCollator(processor).encode(example)["labels"]
+    return next(position for position, label in enumerate(labels) if label != -100)
+
+
+def test_samples_without_a_supervised_token_are_warned_about_by_id(processor, caplog):
+    grounding, caption = {**ROWS[0], "id": "g1"}, ROWS[2]
+    cut = _first_supervised(processor, grounding)  # every answer token of the grounding example is cut
+    assert _first_supervised(processor, caption) < cut  # while the caption keeps some of its answer
+    with caplog.at_level("WARNING", logger="vlmamba.data.collator"):
+        batch = VLMambaDataCollator(processor, max_length=cut)([grounding, caption])
+    assert (batch["labels"][0] == -100).all() and (batch["labels"][1] != -100).any()
+    assert len(caplog.records) == 1
+    assert (
+        "No supervised token in 1 of 2" in caplog.text
+        and "(id 'g1')" in caplog.text
+        and f"max_length={cut}" in caplog.text
+    )
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vlmamba.data.collator"):
+        VLMambaDataCollator(processor, max_length=cut)([grounding, {**ROWS[0]}])
+    assert "No supervised token in every sample" in caplog.text and "(id 'g1', batch position 1)" in caplog.text
+    assert "loss 0" in caplog.text
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vlmamba.data.collator"):
+        VLMambaDataCollator(processor)(ROWS)
+    assert not caplog.records
 
 
 @pytest.mark.parametrize("family", ["mamba", "pythia"])

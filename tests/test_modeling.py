@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import DynamicCache
 
-from tests.tiny import make_model, make_processor
+from tests.tiny import make_model, make_processor, make_tokenizer
 from vlmamba import MambaVLConfig, PythiaVLConfig
 from vlmamba.models.modeling_vlmamba import VLCausalLMOutputWithPast, VLModelOutputWithPast
 from vlmamba.toy import text_config, vision_configs
@@ -309,7 +309,9 @@ def test_wrong_pixel_shape_raises(processor):
         (MambaVLConfig, {"text_config": text_config("pythia", 64)}, "needs a 'mamba' text_config, got 'gpt_neox'"),
         (PythiaVLConfig, {"text_config": text_config("mamba", 64)}, "needs a 'gpt_neox' text_config, got 'mamba'"),
         (MambaVLConfig, {"connector_type": "vss"}, "Unknown connector_type 'vss'"),
-        (MambaVLConfig, {"image_size": 30}, r"image_size \(30\) must be a positive multiple of patch_size \(14\)"),
+        (MambaVLConfig, {"image_size": 30}, r"image_size=30 disagrees with the vision tower's image_size=28"),
+        (MambaVLConfig, {"image_size": 10, "patch_size": 14, "vision_config": vision_configs(28, 14, 16, 1)["clip"]},
+         r"at least one patch per side"),
         (MambaVLConfig, {"image_size": 42}, "image_size=42 disagrees with the vision tower's image_size=28"),
         (MambaVLConfig, {"image_token_id": 64}, r"image_token_id=64 is outside .* \(size 64\)"),
         (MambaVLConfig, {"row_separator_token_id": 3}, "row_separator_token_id must differ from image_token_id"),
@@ -379,3 +381,18 @@ def test_cpu_tensors_never_reach_cuda_kernels_when_mamba_ssm_is_installed(tmp_pa
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().startswith("ok")
+
+
+@pytest.mark.parametrize("vision", ["clip", "siglip"])
+def test_a_side_that_is_not_a_multiple_of_the_patch_reads_the_convolutions_grid(vision):
+    # SigLIP-SO400M/14 at 384 px reads 27 x 27 patches (the last 6 pixels unread); here 30 px with 14 px patches: 2 x 2.
+    from vlmamba.toy import tiny_processor
+
+    processor = tiny_processor(make_tokenizer(), image_size=30, patch_size=14)
+    assert processor.patches_per_side == 2 and processor.image_block.count(processor.image_token_id) == 4
+    model = make_model("mamba", processor, vision)
+    assert model.config.patches_per_side == 2
+    inputs = batch(processor, ["<image>a red circle"], images(1))
+    assert inputs["pixel_values"].shape[-2:] == (30, 30)
+    out = model(**inputs)
+    assert out.image_hidden_states.shape == (1, 4, model.config.text_config.hidden_size)

@@ -648,7 +648,9 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="box_format"):
         build_prompt(example, box_format=3)
     with pytest.raises(ValueError, match="index"):
-        build_prompt(example, index="3")
+        build_prompt(example, index=2.5)
+    with pytest.raises(ValueError, match="Example q7 .task 'vqa'.: missing field 'question'"):
+        build_prompt({"task": "vqa", "answer": "yes"}, index="q7")  # an id names the example too
 
 
 def test_arrays_and_numpy_numbers_are_accepted():

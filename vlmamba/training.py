@@ -13,17 +13,23 @@ field is a flag (`--learning_rate`, `--gradient_checkpointing`, `--bf16`, `--res
 `--config` JSON file gives defaults that flags override. The recipes in `training/recipes/` hold the paper's
 hyperparameters. From Python, `parse_args` -> `train` runs a stage, and `make_trainer` sets up a `Trainer` with the
 data collator for any model, processor and dataset of structured examples.
+
+A resumed run (`--resume_from_checkpoint last` or a path) takes its tokenizer, processor and model config from the
+checkpoint, whatever the data and `--tiny_*` flags say, so that the ids and the prompt format stay those it was
+trained with; `find_checkpoint` checks the checkpoint is complete before anything of it is loaded.
 """
 
 import json
 import logging
+import re
 import sys
+import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from .builder import PRESETS, build_from_preset
 from .data.collator import VLMambaDataCollator
@@ -31,6 +37,8 @@ from .models.configuration_vlmamba import LOSS_REDUCTIONS
 
 
 logger = logging.getLogger("vlmamba.train")
+
+CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")  # `Trainer`'s checkpoint folders: checkpoint-<global step>
 
 # LoRA targets per language model. Mamba's fused CUDA training path (`mamba_inner_fn`) reads the weights of x_proj,
 # dt_proj and out_proj directly, bypassing any adapter on them, so only in_proj gets one.
@@ -90,9 +98,15 @@ class DataArguments:
     max_length: int | None = field(default=None, metadata={"help": "Cut samples to this many tokens."})
     normalize_text: str | None = field(
         default=None,
-        metadata={"help": "Text normalization, saved with the processor: True (the reference's), keep_case or False. "
-                  "Default: the loaded processor's (True for a new model)."},
+        metadata={
+            "help": "Text normalization, saved with the processor: True (the reference's), keep_case or False. "
+            "Default: the loaded processor's (True for a new model)."
+        },
     )
+
+    def __post_init__(self):
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"--max_length must be a positive number of tokens, got {self.max_length}.")
 
 
 def parse_args(argv=None, prog: str | None = None):
@@ -127,27 +141,41 @@ def parse_args(argv=None, prog: str | None = None):
     return model_args, data_args, training_args
 
 
-def build_model(model_args: ModelArguments, texts=None):
-    """The model and processor to train, from exactly one of `model_name_or_path`, `preset`, `tiny`."""
+def build_model(model_args: ModelArguments, texts=None, checkpoint: str | None = None):
+    """The model and processor to train, from exactly one of `model_name_or_path`, `preset`, `tiny`.
+
+    Args:
+        model_args: The model flags.
+        texts: The texts a tiny model's tokenizer is trained on (default: `vlmamba.toy.corpus()`).
+        checkpoint: A `Trainer` checkpoint the run resumes from. Its processor (tokenizer and prompt format) is used,
+            and so is its model when it holds one (a LoRA checkpoint holds adapters only: the base model is built from
+            the flags), rather than a tokenizer trained on `texts` and a config from the `--tiny_*` flags.
+
+    Returns:
+        `(model, processor)`.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
     choices = [name for name in ("model_name_or_path", "preset", "tiny") if getattr(model_args, name)]
     if len(choices) != 1:
         raise ValueError(f"Give exactly one of --model_name_or_path, --preset, --tiny (got {choices or 'none'}).")
-    if model_args.tiny:
+    processor = None if checkpoint is None else AutoProcessor.from_pretrained(checkpoint)
+    if checkpoint is not None and _holds_model(Path(checkpoint)):
+        model = AutoModelForImageTextToText.from_pretrained(checkpoint)
+    elif model_args.tiny:
         from .toy import tiny_model, tiny_processor, train_tokenizer
 
-        tokenizer = train_tokenizer(texts) if texts else train_tokenizer()
-        processor = tiny_processor(
-            tokenizer, image_size=model_args.tiny_image_size, patch_size=model_args.tiny_patch_size
-        )
-        model = tiny_model(
-            model_args.tiny, processor, width=model_args.tiny_width, depth=model_args.tiny_depth
-        ).train()
+        if processor is None:
+            tokenizer = train_tokenizer(texts) if texts else train_tokenizer()
+            processor = tiny_processor(
+                tokenizer, image_size=model_args.tiny_image_size, patch_size=model_args.tiny_patch_size
+            )
+        model = tiny_model(model_args.tiny, processor, width=model_args.tiny_width, depth=model_args.tiny_depth).train()
     elif model_args.preset:
-        model, processor = build_from_preset(model_args.preset)
+        model, built = build_from_preset(model_args.preset)
+        processor = processor or built
     else:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
+        processor = processor or AutoProcessor.from_pretrained(model_args.model_name_or_path)
         model = AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path)
     if model_args.loss_reduction is not None:
         if model_args.loss_reduction not in LOSS_REDUCTIONS:
@@ -238,6 +266,128 @@ def _normalize_text(value: str | None) -> bool | str | None:
     return modes[str(value).lower()]
 
 
+def _holds_model(checkpoint: Path) -> bool:
+    """Whether a checkpoint holds the whole model (config and weights), not LoRA adapters only."""
+    return (checkpoint / "config.json").is_file() and not (checkpoint / "adapter_config.json").is_file()
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why a checkpoint file cannot be read to its end (truncated, e.g. by a kill while saving), or None. Cheap: a
+    safetensors header must cover the file, a torch file (a zip archive) must end with its directory."""
+    try:
+        if path.suffix == ".safetensors":
+            with safe_open(path, "pt"):
+                return None
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+            return None
+        return None if zipfile.is_zipfile(path) else "not a complete torch file"
+    except Exception as error:  # safetensors, json and OS errors alike: the file cannot resume a run
+        return str(error)
+
+
+def _checkpoint_problems(checkpoint: Path, world_size: int) -> tuple[list[str], list[str]]:
+    """What of `checkpoint` is missing or truncated: `(fatal, inexact)`. Fatal problems keep `Trainer` from resuming
+    (the trainer state, model weights, the processor); inexact ones make it resume with fresh optimizer, scheduler or
+    random state, so the run does not continue as an uninterrupted one would."""
+    names = {entry.name for entry in checkpoint.iterdir()}
+    fatal, inexact = [], []
+    # `Trainer` writes trainer_state.json last: without it the save was cut short.
+    for required in ("trainer_state.json", "processor_config.json"):
+        if required not in names:
+            fatal.append(f"{required} is missing")
+    weights = [
+        name
+        for name in ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin")
+        if name in names
+    ]
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if index_name in names:
+            problem = _unreadable(checkpoint / index_name)
+            if problem:
+                fatal.append(f"{index_name} is unreadable ({problem})")
+                continue
+            shards = sorted(set(json.loads((checkpoint / index_name).read_text())["weight_map"].values()))
+            fatal.extend(f"{shard} (listed in {index_name}) is missing" for shard in shards if shard not in names)
+            weights.extend(shard for shard in shards if shard in names)
+    # DeepSpeed keeps the model and optimizer states in global_step<N>/, FSDP's sharded state in pytorch_model_fsdp*.
+    deepspeed = any(name.startswith("global_step") for name in names)
+    if not (weights or deepspeed or any(name.startswith("pytorch_model_fsdp") for name in names)):
+        fatal.append("it holds no model weights (model.safetensors, adapter_model.safetensors, ...)")
+    rng = ["rng_state.pth"] if world_size == 1 else [f"rng_state_{rank}.pth" for rank in range(world_size)]
+    optional = [name for name in ("optimizer.pt", "scheduler.pt", "scaler.pt", *rng) if name in names]
+    for name in ("trainer_state.json", "processor_config.json", *weights, *optional):
+        if name in names:
+            problem = _unreadable(checkpoint / name)
+            if problem:
+                fatal.append(f"{name} is truncated or corrupt ({problem})")
+    # FSDP may save the optimizer as optimizer.bin or optimizer_0/, tensor parallelism as rank<i>-of-<n>-optimizer.pt.
+    optimizer = any(name.startswith("optimizer") or name.endswith("-optimizer.pt") for name in names)
+    present = {"optimizer.pt": deepspeed or optimizer, "scheduler.pt": deepspeed or "scheduler.pt" in names}
+    missing = [name for name, found in present.items() if not found]
+    if missing:
+        inexact.append(
+            f"{' and '.join(missing)} missing: the optimizer (its moment estimates) and the learning-rate schedule "
+            "start afresh (Trainer restores both or neither)"
+        )
+    missing_rng = [name for name in rng if name not in names]
+    if missing_rng:
+        inexact.append(f"{', '.join(missing_rng)} missing: random draws (dropout, ...) differ from the original run")
+    return fatal, inexact
+
+
+def find_checkpoint(resume_from_checkpoint: str | None, output_dir: str, world_size: int = 1) -> str | None:
+    """The checkpoint a run resumes from, checked to be complete before anything of it is loaded.
+
+    A checkpoint is complete when it holds `trainer_state.json` (which `Trainer` writes last), the processor and the
+    model weights (or adapters), each readable to its end: a safetensors header that covers its file, a torch file
+    (`optimizer.pt`, `scheduler.pt`, `rng_state.pth`) that ends with its zip directory. A complete checkpoint without
+    optimizer or scheduler state (`save_only_model=True`) or without RNG state resumes with a warning saying what
+    starts afresh: training goes on, but not as the uninterrupted run would have.
+
+    Args:
+        resume_from_checkpoint: `"last"` (the newest complete `checkpoint-<step>` of `output_dir`; newer incomplete
+            ones, left by a kill while saving, are skipped with a warning saying why), a checkpoint path, or None.
+        output_dir: The run's output folder, where `"last"` looks.
+        world_size: The number of training processes (each has its own RNG state file).
+
+    Returns:
+        The checkpoint's path, or None to start from scratch (no `resume_from_checkpoint`, or no complete checkpoint
+        in `output_dir`: a warning says so).
+
+    Raises:
+        ValueError: The given path is not a complete checkpoint; the message names the missing or truncated file.
+    """
+    if resume_from_checkpoint is None:
+        return None
+    if resume_from_checkpoint != "last":
+        checkpoint = Path(resume_from_checkpoint)
+        if not checkpoint.is_dir():
+            raise ValueError(f"--resume_from_checkpoint {checkpoint}: no such checkpoint folder.")
+        fatal, inexact = _checkpoint_problems(checkpoint, world_size)
+        if fatal:
+            raise ValueError(f"Cannot resume from {checkpoint}: {'; '.join(fatal)}.")
+        for problem in inexact:
+            logger.warning("Resuming from %s, which is not a full training state: %s.", checkpoint, problem)
+        return str(checkpoint)
+    folder = Path(output_dir)
+    steps = {}
+    for path in folder.iterdir() if folder.is_dir() else ():
+        match = CHECKPOINT_DIR.match(path.name)
+        if match and path.is_dir():
+            steps[path] = int(match.group(1))
+    for checkpoint in sorted(steps, key=steps.get, reverse=True):
+        fatal, inexact = _checkpoint_problems(checkpoint, world_size)
+        if fatal:
+            logger.warning("Skipping %s, which is incomplete: %s.", checkpoint, "; ".join(fatal))
+            continue
+        for problem in inexact:
+            logger.warning("Resuming from %s, which is not a full training state: %s.", checkpoint, problem)
+        return str(checkpoint)
+    logger.warning("No complete checkpoint in %s: starting from scratch.", folder)
+    return None
+
+
 def _apply_precision(model_args: ModelArguments, training_args: TrainingArguments) -> None:
     if model_args.precision == "auto":
         if not (training_args.bf16 or training_args.fp16):
@@ -246,6 +396,49 @@ def _apply_precision(model_args: ModelArguments, training_args: TrainingArgument
         setattr(training_args, model_args.precision, True)
     elif model_args.precision != "fp32":
         raise ValueError(f"--precision must be auto, fp32, bf16 or fp16, got {model_args.precision!r}.")
+
+
+class _VLMambaTrainer(Trainer):
+    """`Trainer` that counts the training samples without a supervised token (logged as `unsupervised_samples`) and
+    does not report a tied head as missing from the checkpoints it resumes from."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._unsupervised = 0
+
+    @property
+    def unsupervised_samples(self) -> int:
+        """The training samples so far, over all processes, whose labels are all -100 (they trained nothing)."""
+        return int(self._unsupervised)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        count = (inputs["labels"] != -100).sum(-1).eq(0).sum().to(self.args.device)
+        if self.args.world_size > 1:
+            count = self.accelerator.reduce(count, reduction="sum")
+        self._unsupervised = self._unsupervised + count  # a device tensor: no synchronization until logged
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            logs["unsupervised_samples"] = self.unsupervised_samples
+        super().log(logs, start_time)
+
+    def _issue_warnings_after_load(self, load_result):
+        # Trainer recognizes only `_keys_to_ignore_on_save` as keys a checkpoint may lack, so it calls the tied lm_head
+        # (which safetensors saves once, as the embeddings) missing. A key whose parameter is its tie source's is not.
+        parameters = dict(self.model.named_parameters(remove_duplicate=False))
+        tied = getattr(self.model, "all_tied_weights_keys", None) or {}
+        missing = [
+            key
+            for key in load_result.missing_keys
+            if not (
+                key in tied
+                and tied[key] not in load_result.missing_keys
+                and parameters.get(key) is not None
+                and parameters.get(key) is parameters.get(tied[key])
+            )
+        ]
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
 
 
 def make_trainer(
@@ -266,11 +459,13 @@ def make_trainer(
         callbacks: `TrainerCallback`s to add to the trainer's defaults.
 
     Returns:
-        The `Trainer`, not yet trained.
+        The `Trainer`, not yet trained. Its training logs (and `trainer.unsupervised_samples`) count the samples
+        without a supervised token, which train nothing (e.g. a `max_length` that cuts their answer); the collator
+        warns about each batch that holds one, naming the examples.
     """
     training_args.remove_unused_columns = False  # the collator needs the structured examples as they are
     collator = VLMambaDataCollator(processor, max_length=max_length)
-    return Trainer(
+    return _VLMambaTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
@@ -281,19 +476,42 @@ def make_trainer(
     )
 
 
-def train(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments):
-    """Runs one stage; returns the trainer (its model is trained and saved to `output_dir`)."""
+def train(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments, callbacks=None):
+    """Runs one stage; returns the trainer (its model is trained and saved to `output_dir`).
+
+    With `--resume_from_checkpoint` (`"last"` or a path, see `find_checkpoint`) the tokenizer, processor and model
+    config are the checkpoint's: the data and `--tiny_*` flags do not rebuild them, and a `--normalize_text` that
+    differs from the checkpoint's is an error. `callbacks` are `TrainerCallback`s added to the trainer's.
+    """
     set_seed(training_args.seed)
     _apply_precision(model_args, training_args)
-    train_dataset, eval_dataset = load_data(data_args)
+    checkpoint = find_checkpoint(
+        training_args.resume_from_checkpoint, training_args.output_dir, world_size=training_args.world_size
+    )
     normalize_text = _normalize_text(data_args.normalize_text)
-    texts = prompt_texts(train_dataset, True if normalize_text is None else normalize_text) if model_args.tiny else None
-    model, processor = build_model(model_args, texts)
+    train_dataset, eval_dataset = load_data(data_args)
+    texts = None
+    if model_args.tiny and checkpoint is None:
+        texts = prompt_texts(train_dataset, True if normalize_text is None else normalize_text)
+    model, processor = build_model(model_args, texts, checkpoint=checkpoint)
     if normalize_text is not None:
+        if checkpoint is not None and normalize_text != processor.normalize_text:
+            raise ValueError(
+                f"--normalize_text {data_args.normalize_text} differs from the normalization of {checkpoint} "
+                f"({processor.normalize_text}); a resumed run keeps its prompt format: drop the flag."
+            )
         processor.normalize_text = normalize_text
+    if checkpoint is not None:
+        logger.info("Resuming from %s, with its tokenizer, processor and model config.", checkpoint)
     model = select_trainable(model, model_args)
     trainer = make_trainer(
-        model, processor, train_dataset, training_args, eval_dataset=eval_dataset, max_length=data_args.max_length
+        model,
+        processor,
+        train_dataset,
+        training_args,
+        eval_dataset=eval_dataset,
+        max_length=data_args.max_length,
+        callbacks=callbacks,
     )
     logger.info(
         "Stage %d, %d trainable parameters, %d process(es), %d training examples.",
@@ -302,12 +520,13 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
         training_args.world_size,
         len(train_dataset),
     )
-    resume = training_args.resume_from_checkpoint
-    if resume == "last":
-        resume = get_last_checkpoint(training_args.output_dir)
-        if resume is None:
-            logger.warning("No checkpoint in %s: starting from scratch.", training_args.output_dir)
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.unsupervised_samples and trainer.is_world_process_zero():
+        logger.warning(
+            "%d training samples had no supervised token and trained nothing (--max_length %s).",
+            trainer.unsupervised_samples,
+            data_args.max_length,
+        )
     if model_args.use_lora and model_args.stage == 2:
         trainer.model = trainer.model.merge_and_unload()
     trainer.save_model(training_args.output_dir)
@@ -336,6 +555,7 @@ __all__ = [
     "DataArguments",
     "parse_args",
     "build_model",
+    "find_checkpoint",
     "select_trainable",
     "load_data",
     "prompt_texts",

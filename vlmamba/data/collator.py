@@ -8,6 +8,10 @@ Labels are -100 everywhere except the supervised answer tokens (their "." and eo
 block, its markers, the instruction, questions, options or padding. How the loss averages them is the model config's
 `loss_reduction`: `"token"` (default, transformers' convention) or `"sample"` (each sample's mean, then the mean over
 samples, as the reference trained).
+
+A sample can end up with no supervised token (a `max_length` that cuts its whole answer): it trains nothing, and a
+batch of such samples is a step with loss 0. The collator logs a warning for every batch that holds one, naming the
+samples by their `id` (or their position in the batch, for examples without one).
 """
 
 import os
@@ -15,8 +19,12 @@ from dataclasses import dataclass
 
 import torch
 from transformers.feature_extraction_utils import BatchFeature
+from transformers.utils import logging
 
 from .images import open_image
+
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -29,18 +37,29 @@ class VLMambaDataCollator:
         max_length: cut each sample on the right to this many tokens (never into the image block: that is an error).
         pad_to_multiple_of: pad the batch length to a multiple of this.
 
-    An example's `image` may be a PIL image, a path (opened here, lazily) or missing for text-only examples.
+    An example's `image` may be a PIL image, a path (opened here, lazily) or missing for text-only examples. Errors
+    and warnings name an example by its `id` field, or by its position in the batch when it has none.
+
+    Raises:
+        ValueError: `max_length` or `pad_to_multiple_of` is not a positive number of tokens.
     """
 
     processor: object
     max_length: int | None = None
     pad_to_multiple_of: int | None = None
 
+    def __post_init__(self):
+        for name in ("max_length", "pad_to_multiple_of"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive number of tokens (or None), got {value}.")
+
     def encode(self, example: dict, index=None) -> dict:
-        """One example -> `input_ids`, `labels` (lists) and `pixel_values` (or None)."""
-        name = example.get("id", index) if isinstance(example, dict) else index
+        """One example -> `input_ids`, `labels` (lists) and `pixel_values` (or None). `index` (its position in the
+        batch) names it in errors when it has no `id`."""
         if not isinstance(example, dict):
-            raise ValueError(f"Example {name} must be a dict of fields, got {type(example).__name__}.")
+            raise ValueError(f"Example {index} must be a dict of fields, got {type(example).__name__}.")
+        name = _name(example, index)
         image = example.get("image")
         if isinstance(image, (str, os.PathLike)):
             image = open_image(image, row=name)
@@ -50,6 +69,19 @@ class VLMambaDataCollator:
 
     def __call__(self, examples: list[dict]) -> BatchFeature:
         encoded = [self.encode(example, index) for index, example in enumerate(examples)]
+        unsupervised = [
+            f"id {example['id']!r}" if example.get("id") is not None else f"batch position {index}"
+            for index, (example, item) in enumerate(zip(examples, encoded))
+            if all(label == -100 for label in item["labels"])
+        ]
+        if unsupervised:
+            every = len(unsupervised) == len(encoded)
+            which = "every sample" if every else f"{len(unsupervised)} of {len(encoded)} samples"
+            cause = f"max_length={self.max_length} cut their answers" if self.max_length else "they have no answer"
+            logger.warning(
+                f"No supervised token in {which} of this batch ({', '.join(unsupervised)}): {cause}, so they train "
+                f"nothing{' (the step has loss 0)' if every else ''}."
+            )
         tokenizer = self.processor.tokenizer
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if pad_id is None:
@@ -70,6 +102,11 @@ class VLMambaDataCollator:
         if pixel_values:
             batch["pixel_values"] = torch.cat(pixel_values)
         return BatchFeature(batch)
+
+
+def _name(example: dict, index):
+    """How errors and warnings name an example: its `id`, else its position in the batch."""
+    return example["id"] if example.get("id") is not None else index
 
 
 __all__ = ["VLMambaDataCollator"]

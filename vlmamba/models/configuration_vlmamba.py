@@ -172,10 +172,12 @@ class VLMambaConfig(PreTrainedConfig):
                 "image_size and patch_size could not be derived from vision_config "
                 f"({self.vision_config.model_type}); pass them explicitly."
             )
-        if self.image_size <= 0 or self.patch_size <= 0 or self.image_size % self.patch_size != 0:
+        # The grid is what a stride-`patch_size` convolution without padding reads: image_size // patch_size patches
+        # a side (SigLIP-SO400M/14 at 384 px: 27, its last 6 pixel rows and columns unread).
+        if self.patch_size <= 0 or self.image_size < self.patch_size:
             raise ValueError(
-                f"image_size ({self.image_size}) must be a positive multiple of patch_size ({self.patch_size}) "
-                "so that the image splits into a whole grid of patches."
+                f"image_size ({self.image_size}) and patch_size ({self.patch_size}) must be positive, with at least "
+                "one patch per side."
             )
         declared_image_size, declared_patch_size = vision_geometry(self.vision_config)
         for name, ours, declared in (
@@ -232,7 +234,7 @@ class VLMambaConfig(PreTrainedConfig):
 
     @property
     def patches_per_side(self) -> int:
-        """Number of patch rows (and columns) of one image."""
+        """Number of patch rows (and columns) of one image: `image_size // patch_size`."""
         return self.image_size // self.patch_size
 
     @property

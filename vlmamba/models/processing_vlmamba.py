@@ -121,10 +121,10 @@ class VLMambaProcessor(ProcessorMixin):
 
         size = image_processor.size
         height, width = size["height"], size["width"]
-        if height != width or height % patch_size != 0:
+        if height != width or height < patch_size:
             raise ValueError(
-                f"The image processor resizes to {height}x{width}; the image block needs a square size that is a "
-                f"multiple of patch_size={patch_size}."
+                f"The image processor resizes to {height}x{width}; the image block needs a square size of at least "
+                f"patch_size={patch_size}."
             )
         self.patches_per_side = height // patch_size
         self._image_block = image_block_ids(
@@ -310,9 +310,11 @@ class VLMambaProcessor(ProcessorMixin):
     def encode_example(self, example, image=None, max_length: int | None = None, index=None, **variant) -> dict:
         """`build_prompt` then `encode_prompt`: one training example to `input_ids`, `labels` and `pixel_values`.
         `image` is the example's opened image (or `None` for a text-only example); errors name the example by its
-        position `index` in the template and by its `id` (or position) in the tokenization."""
-        prompt = self.build_prompt(example, index=index, with_image=image is not None, **variant)
-        return self.encode_prompt(prompt, image=image, max_length=max_length, index=example.get("id", index))
+        `id`, or by its position `index` when it has none."""
+        identifier = example.get("id") if isinstance(example, Mapping) else None
+        name = identifier if isinstance(identifier, (int, str)) and not isinstance(identifier, bool) else index
+        prompt = self.build_prompt(example, index=name, with_image=image is not None, **variant)
+        return self.encode_prompt(prompt, image=image, max_length=max_length, index=name)
 
     def encode_prompt(self, prompt, image=None, max_length: int | None = None, index=None) -> dict:
         r"""

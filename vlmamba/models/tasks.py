@@ -580,7 +580,7 @@ def build_prompt(
     image_token: str = DEFAULT_IMAGE_TOKEN,
     eos_token: str = DEFAULT_EOS_TOKEN,
     for_generation: bool = False,
-    index: int | None = None,
+    index: int | str | None = None,
     with_image: bool = True,
     vqa_format: str = "qa",
     ocr_tokens: bool = False,
@@ -601,7 +601,7 @@ def build_prompt(
         for_generation: leave out the last answer and its eos, so the text ends where the model starts writing; the
             answer field may then be missing. Earlier answers of a multi-turn example stay as context. No segment is
             supervised then, so `prompt == text`.
-        index: the example's position in its dataset, named in errors.
+        index: the example's id or its position in its dataset, named in errors.
         with_image: `False` leaves the image segment out, for text-only examples.
         vqa_format: `"qa"` (the template) or `"plain"` (the question alone on its line, POPE's evaluation prompt);
             vqa only.
@@ -613,8 +613,8 @@ def build_prompt(
     Returns:
         A `TaskPrompt`.
     """
-    if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
-        raise ValueError(f"index must be an integer or None, got {index!r}.")
+    if index is not None and (not isinstance(index, (int, str)) or isinstance(index, bool)):
+        raise ValueError(f"index must be an integer, a string id or None, got {index!r}.")
     if not isinstance(example, Mapping):
         where = "Example" if index is None else f"Example {index}"
         raise ValueError(f"{where} must be a dict of fields, got {type(example).__name__}.")
