@@ -24,6 +24,8 @@ from transformers import (
     GPTNeoXForCausalLM,
     MambaConfig,
     MambaForCausalLM,
+    SiglipVisionConfig,
+    SiglipVisionModel,
     TimmWrapperConfig,
     TimmWrapperModel,
     pipeline,
@@ -215,6 +217,10 @@ def components(tmp_path_factory):
     clip_config = dict(vision_configs()["clip"])
     clip_config.pop("model_type")
     CLIPVisionModel(CLIPVisionConfig(**clip_config)).save_pretrained(root / "clip")
+    # SigLIP at a side that is not a multiple of its patch, as SigLIP-SO400M/14 at 384 px.
+    siglip_config = dict(vision_configs(30, 14)["siglip"])
+    siglip_config.pop("model_type")
+    SiglipVisionModel(SiglipVisionConfig(**siglip_config)).save_pretrained(root / "siglip")
     for family, (config_class, model_class) in {"mamba": (MambaConfig, MambaForCausalLM),
                                                  "pythia": (GPTNeoXConfig, GPTNeoXForCausalLM)}.items():
         config = dict(text_config(family, len(tokenizer)))
@@ -255,6 +261,16 @@ def test_build_from_components_keeps_pretrained_weights(components, family, visi
         warnings.simplefilter("error")
         bare = reloaded.generate(**inputs)
     assert inputs["input_ids"].shape[1] < bare.shape[1] <= inputs["input_ids"].shape[1] + FREE_PROMPT_MAX_NEW_TOKENS
+
+
+def test_the_vl_mamba_preset_builds_a_vss_l2_model_from_components(components):
+    model, processor = build_from_preset("vl-mamba-2.8b", vision_model=str(components / "siglip"),
+                                         language_model=str(components / "mamba"),
+                                         tokenizer=str(components / "tokenizer"))
+    assert model.config.connector_type == "vss_l2" and model.config.vss_scan == "bidirectional"
+    assert type(model.model.connector).__name__ == "VLMambaVSSL2Connector"
+    assert model.config.vision_config.model_type == "siglip_vision_model"
+    assert model.config.patches_per_side == 2 and processor.patches_per_side == 2
 
 
 def test_builder_adds_markers_named_by_the_user(components):

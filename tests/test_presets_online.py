@@ -25,3 +25,10 @@ def test_preset_builds_and_generates(name):
                        return_tensors="pt")
     out = model.generate(**inputs, max_new_tokens=5, do_sample=False)
     assert out.shape[1] <= inputs["input_ids"].shape[1] + 5
+
+
+def test_vl_mamba_preset_builds_with_siglip_and_the_vss_l2_connector():
+    model, processor = build_from_preset("vl-mamba-2.8b")
+    assert model.config.connector_type == "vss_l2" and model.config.vss_scan == "bidirectional"
+    assert model.config.num_image_tokens == 729 and len(processor.image_block) == 1 + 729 + 26 + 1
+    assert model.config.vision_config.model_type == "siglip_vision_model"

@@ -41,6 +41,23 @@ PRESETS = {
 for _preset in PRESETS.values():
     _preset.update(vision_model=EVA02_L_336, tokenizer=GPT_NEOX_TOKENIZER)
 
+# VL-Mamba's final configuration: SigLIP-SO400M/14 at 384 px (27 x 27 patches), the VSS-L2 connector with the
+# bidirectional scan, and Mamba-2.8B. The paper's `state-spaces/mamba-2.8b-slimpj` has no transformers-format
+# release, so the preset takes `state-spaces/mamba-2.8b-hf` (trained on the Pile); pass `language_model=` a folder
+# converted from the SlimPajama checkpoint to follow the paper. The `-clip` preset is the paper's CLIP-ViT-L/14-336
+# encoder ablation.
+SIGLIP_SO400M_384 = "google/siglip-so400m-patch14-384"
+CLIP_L_336 = "openai/clip-vit-large-patch14-336"
+_VL_MAMBA = {
+    "family": "mamba",
+    "language_model": "state-spaces/mamba-2.8b-hf",
+    "tokenizer": GPT_NEOX_TOKENIZER,
+    "connector_type": "vss_l2",
+    "vss_scan": "bidirectional",
+}
+PRESETS["vl-mamba-2.8b"] = {**_VL_MAMBA, "vision_model": SIGLIP_SO400M_384}
+PRESETS["vl-mamba-2.8b-clip"] = {**_VL_MAMBA, "vision_model": CLIP_L_336}
+
 
 def _load_vision_tower(vision_model: str, dtype) -> PreTrainedModel:
     """The vision-only model of a Hub id or folder (CLIP/SigLIP repos hold a text tower too, which is left out)."""
@@ -184,6 +201,8 @@ __all__ = [
     "PRESETS",
     "FAMILIES",
     "EVA02_L_336",
+    "SIGLIP_SO400M_384",
+    "CLIP_L_336",
     "build_from_components",
     "build_from_preset",
     "set_generation_defaults",
