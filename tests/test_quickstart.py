@@ -112,7 +112,8 @@ def test_blind_items_use_another_scenes_image(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"families": ("mamba", "llama")}, "families"), ({"steps": 0}, "steps"), ({"eval_scenes": -1}, "eval_scenes")],
+    [({"families": ("mamba", "llama")}, "families"), ({"steps": 0}, "steps"), ({"eval_scenes": -1}, "eval_scenes"),
+     ({"connector": "vss"}, "connector"), ({"scan": "spiral"}, "scan")],
 )
 def test_config_errors_name_the_field(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -169,3 +170,15 @@ def test_quickstart_runs_end_to_end_and_a_failed_evaluation_keeps_the_trained_mo
         assert len(lines) == sum(entry["scores"]["counts"].values()) == 3 * 4
         assert {json.loads(line)["task"] for line in lines} == {"captioning", "vqa", "grounding"}
         assert len(entry["training"]["losses"]) == 2
+
+
+@pytest.mark.slow
+def test_the_quickstart_trains_a_vl_mamba_connector_when_asked(tmp_path, capsys):
+    code = main(["quickstart", "--output-dir", str(tmp_path), "--steps", "2", "--train-scenes", "8", "--eval-scenes",
+                 "3", "--families", "mamba", "--connector", "vss_l2", "--scan", "cross", "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "connector: vss_l2, cross scan" in printed
+    config = json.loads((tmp_path / "mamba-vl-vss-l2-shapes" / "config.json").read_text())
+    assert config["connector_type"] == "vss_l2" and config["vss_scan"] == "cross"
+    assert (tmp_path / "mamba-vl-vss-l2-shapes" / "vision_scan.py").is_file()

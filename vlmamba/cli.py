@@ -34,6 +34,8 @@ def _quickstart(args) -> int:
         steps=args.steps,
         seed=args.seed,
         families=tuple(args.families.split(",")),
+        connector=args.connector,
+        scan=args.scan,
     )
     try:
         results = run_quickstart(args.output_dir, config, progress=not args.no_progress)
@@ -192,6 +194,10 @@ def main(argv=None) -> int:
     quickstart.add_argument("--train-scenes", type=int, default=1500)
     quickstart.add_argument("--eval-scenes", type=int, default=100, help="held-out scenes")
     quickstart.add_argument("--families", default="mamba,pythia")
+    quickstart.add_argument(
+        "--connector", default="mlp", help="mlp (Mamba-VL, Pythia-VL), or VL-Mamba's vss_mlp / vss_l2"
+    )
+    quickstart.add_argument("--scan", default="bidirectional", help="the VSS connectors' scan: bidirectional or cross")
     quickstart.add_argument("--seed", type=int, default=0)
     quickstart.add_argument("--no-progress", action="store_true", help="no progress bars")
     quickstart.set_defaults(func=_quickstart)

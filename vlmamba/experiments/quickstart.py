@@ -33,6 +33,7 @@ import torch
 from ..data.shapes import chance_levels, make_shapes_dataset
 from ..evaluation.boxes import draw_boxes
 from ..model_card import write_model_card
+from ..models.configuration_vlmamba import CONNECTOR_TYPES, VSS_SCANS
 from ..toy import tiny_model, tiny_processor, train_tokenizer
 from ..training import make_trainer, prompt_texts
 from .remote_check import generate_without_vlmamba
@@ -67,11 +68,17 @@ class QuickstartConfig:
     eval_batch_size: int = 32
     seed: int = 0
     families: tuple = ("mamba", "pythia")
+    connector: str = "mlp"
+    scan: str = "bidirectional"
 
     def __post_init__(self):
         unknown = [family for family in self.families if family not in FAMILY_NAMES]
         if unknown or not self.families:
             raise ValueError(f"families must be among {list(FAMILY_NAMES)}, got {list(self.families)}.")
+        if self.connector not in CONNECTOR_TYPES:
+            raise ValueError(f"connector must be one of {CONNECTOR_TYPES}, got {self.connector!r}.")
+        if self.scan not in VSS_SCANS:
+            raise ValueError(f"scan must be one of {VSS_SCANS}, got {self.scan!r}.")
         for name in ("train_scenes", "eval_scenes", "steps", "batch_size", "width", "eval_batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
@@ -128,6 +135,7 @@ def build(family: str, tokenizer, config: QuickstartConfig):
     model = tiny_model(
         family, processor, width=config.width, depth=config.depth[family], vision_depth=config.vision_depth,
         freeze_vision_tower=False,  # the tower is trained from scratch with the rest
+        connector_type=config.connector, vss_scan=config.scan,
     )
     return model, processor
 
@@ -308,7 +316,8 @@ def _trained_model(family, tokenizer, train_rows, config, output_dir, progress, 
     """The model of `family`, its processor and its result entry: trained and saved, or reused from its folder when
     an earlier run with the same settings saved it."""
     name = FAMILY_NAMES[family]
-    folder = output_dir / f"{family}-vl-shapes"
+    connector = "" if config.connector == "mlp" else f"-{config.connector.replace('_', '-')}"
+    folder = output_dir / f"{family}-vl{connector}-shapes"
     record_path = folder / TRAINING_RECORD
     settings = json.loads(json.dumps(asdict(config)))
     record = json.loads(record_path.read_text()) if record_path.exists() else None
@@ -365,6 +374,9 @@ def results_table(results: dict) -> str:
     families = list(results["families"])
     header = f"{'':<24}{'chance':>8}" + "".join(f"{FAMILY_NAMES[f]:>12}{'blind':>8}" for f in families)
     lines = [header]
+    connector = results["config"].get("connector", "mlp")
+    if connector != "mlp":
+        lines.insert(0, f"connector: {connector}, {results['config']['scan']} scan")
     rows = [
         ("captioning (exact)", "captioning"),
         ("captioning (CIDEr)", "captioning_cider"),
