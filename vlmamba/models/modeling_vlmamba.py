@@ -209,12 +209,14 @@ class VLMambaModel(VLMambaPreTrainedModel):
         layer = self.config.vision_feature_layer
         pixel_values = pixel_values.to(device=self.device, dtype=tower.dtype)
         if self.config.vision_config.model_type == "timm_wrapper":
+            # Through the wrapper's own call, not `timm_model`'s methods: FSDP shards the wrapper as one unit (it is in
+            # `_no_split_modules`) and gathers its weights in the wrapper's forward hooks.
             if layer is None:
-                features = tower.timm_model.forward_features(pixel_values)
+                features = tower(pixel_values, do_pooling=False, return_dict=True).last_hidden_state
             else:
-                features = tower.timm_model.forward_intermediates(
-                    pixel_values, indices=[layer], output_fmt="NLC", intermediates_only=True
-                )[0]
+                features = tower(
+                    pixel_values, output_hidden_states=[layer], output_fmt="NLC", do_pooling=False, return_dict=True
+                ).hidden_states[0]
         else:
             outputs = tower(pixel_values=pixel_values, output_hidden_states=layer is not None, return_dict=True)
             if layer is not None:
@@ -440,15 +442,22 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         return input_ids, model_kwargs
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        # `register_for_auto_class` records one Auto class; the headless model shares the weights' prefix, so
-        # `AutoModel` can load the same folder too, and the head serves `AutoModelForCausalLM` for text-only use.
-        if self._auto_class is not None:
-            auto_map = dict(getattr(self.config, "auto_map", None) or {})
-            module = type(self.model).__module__.split(".")[-1]
-            auto_map.setdefault("AutoModel", f"{module}.{type(self.model).__name__}")
-            auto_map.setdefault("AutoModelForCausalLM", f"{module}.{type(self).__name__}")
-            self.config.auto_map = auto_map
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        # FSDP2 swaps the class of a sharded model for one it makes in torch (`FSDP<name>`); the auto_map and the
+        # remote code saved next to the weights must name this package's class, so it is put back while saving.
+        sharded_class = type(self)
+        self.__class__ = next(cls for cls in sharded_class.__mro__ if not cls.__module__.startswith("torch."))
+        try:
+            # `register_for_auto_class` records one Auto class; the headless model shares the weights' prefix, so
+            # `AutoModel` can load the same folder too, and the head serves `AutoModelForCausalLM` for text-only use.
+            if self._auto_class is not None:
+                auto_map = dict(getattr(self.config, "auto_map", None) or {})
+                module = type(self.model).__module__.split(".")[-1]
+                auto_map.setdefault("AutoModel", f"{module}.{type(self.model).__name__}")
+                auto_map.setdefault("AutoModelForCausalLM", f"{module}.{type(self).__name__}")
+                self.config.auto_map = auto_map
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.__class__ = sharded_class
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @deprecate_kwarg("cache_params", "5.40.0", new_name="cache")
