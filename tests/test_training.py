@@ -2,6 +2,7 @@
 checkpoint's tokenizer, past incomplete checkpoints), the Trainer set-up, samples that train nothing, and its entry
 points (`vlmamba train`, `accelerate launch training/train.py`)."""
 
+import json
 import logging
 import shutil
 from contextlib import contextmanager
@@ -43,6 +44,30 @@ def test_a_recipe_file_gives_defaults_that_flags_override(tmp_path):
     bad.write_text('{"learning_rate": 1e-3, "lerning_rate": 2}')
     with pytest.raises(ValueError, match="lerning_rate"):
         training.parse_args(["--config", str(bad), "--output_dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_the_vl_mamba_recipes_and_their_data_files_parse(stage, tmp_path):
+    import inspect
+
+    from vlmamba.data.captions import load_llava
+    from vlmamba.data.registry import SOURCES
+
+    recipe = ROOT / "training" / "recipes" / f"vl_mamba_stage{stage}.json"
+    data = ROOT / "training" / "recipes" / "data" / ("llava_pretrain_558k.json" if stage == 1 else "llava_mix665k.json")
+    extra = [] if stage == 1 else ["--model_name_or_path", str(tmp_path / "stage1")]
+    model_args, data_args, training_args = training.parse_args(
+        ["--config", str(recipe), "--dataset", str(data), "--output_dir", str(tmp_path), *extra]
+    )
+    assert model_args.stage == stage and data_args.max_length == 2048 and data_args.normalize_text == "False"
+    assert (model_args.preset == "vl-mamba-2.8b") is (stage == 1)
+    # LLaVA-1.5's global batches on 8 devices: 256 for the connector's pre-training, 128 for instruction tuning.
+    assert 8 * training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps == (
+        256 if stage == 1 else 128)
+    assert training_args.learning_rate == (1e-3 if stage == 1 else 2e-5)
+    for source in json.loads(data.read_text())["sources"]:
+        assert source["name"] in SOURCES and source["name"].startswith("llava")  # both LLaVA loaders
+        assert set(source["kwargs"]) <= set(inspect.signature(load_llava).parameters), source
 
 
 @pytest.mark.parametrize("family", ["mamba", "pythia"])
