@@ -278,18 +278,21 @@ def test_dispatch_is_installed_once_and_wraps_the_mixer():
 
 
 def recorded(forward, *args, **kwargs):
-    """What the wrapped `forward` records while it runs: the mixer and its mask."""
+    """What the wrapped `forward` records while it runs: the mixer, its mask and its cache."""
     return kernels._recording_mixer(forward)("mixer", *args, **kwargs)
 
 
-def test_mixer_wrapper_passes_every_argument_through_and_finds_the_mask_by_name():
+def test_mixer_wrapper_passes_every_argument_through_and_finds_the_mask_and_cache_by_name():
     def forward(self, hidden_states, cache=None, attention_mask=None, **kwargs):
         return kernels._current_mixer.get(), (hidden_states, cache, attention_mask, kwargs)
 
     mask = torch.ones(1, 3)
-    assert recorded(forward, "h", "c", mask) == (("mixer", mask), ("h", "c", mask, {}))
-    assert recorded(forward, "h", attention_mask=mask, other=1) == (("mixer", mask), ("h", None, mask, {"other": 1}))
-    assert recorded(forward, "h") == (("mixer", None), ("h", None, None, {}))
+    assert recorded(forward, "h", "c", mask) == (("mixer", mask, "c"), ("h", "c", mask, {}))
+    assert recorded(forward, "h", attention_mask=mask, other=1) == (("mixer", mask, None),
+                                                                    ("h", None, mask, {"other": 1}))
+    assert recorded(forward, "h", cache="c") == (("mixer", None, "c"), ("h", "c", None, {}))
+    assert recorded(forward, "h", cache_params="old name")[0] == ("mixer", None, "old name")
+    assert recorded(forward, "h") == (("mixer", None, None), ("h", None, None, {}))
     assert kernels._current_mixer.get() is None
 
 
@@ -297,8 +300,8 @@ def test_mixer_without_a_mask_argument_never_takes_the_fused_path(inner_calls):
     def forward(self, hidden_states, state=None, padding=None):
         return kernels._current_mixer.get()
 
-    assert recorded(forward, "h", padding=torch.ones(1, 3)) == ("mixer", kernels._UNKNOWN_MASK)
-    token = kernels._current_mixer.set((None, kernels._UNKNOWN_MASK))
+    assert recorded(forward, "h", padding=torch.ones(1, 3)) == ("mixer", kernels._UNKNOWN_MASK, None)
+    token = kernels._current_mixer.set((None, kernels._UNKNOWN_MASK, None))
     try:
         assert modeling_mamba.mamba_inner_fn(torch.zeros(1, 8, 5), *[None] * 7) is None
     finally:

@@ -17,6 +17,11 @@ mixer needs the padding mask and the mixer's layers, which that interface does n
 wrapped to record them (its code is not changed). A mixer whose layers are wrapped or hooked (PEFT adapters,
 quantization, offloading) or whose activation is not silu runs its own code, with the chunked scan.
 
+A scan over several tokens on top of a cache (a second chat turn, a question after a cached image prefix) starts from
+the cache's recurrent state on every path, where transformers' mixer starts from zeros: vlmamba's scan takes it as
+`initial_state`, and the output of the scans that take none (mamba-ssm's kernel, transformers' path) gets the state's
+contribution added (`_continued`).
+
 `scan_implementation("reference")` (or `set_scan_implementation`) switches back to transformers' own PyTorch path
 (mixer and scan), which honours `MambaConfig.use_mambapy`; "fast" forces vlmamba's paths even for CUDA tensors.
 Under the default "auto", transformers' path also runs while `torch.compile` traces (its `use_associative_scan`
@@ -48,9 +53,12 @@ KERNEL_ENTRY_POINTS = (
 )
 SCAN_IMPLEMENTATIONS = ("auto", "fast", "reference")
 _scan_implementation = "auto"
-# The mixer whose forward is running and the attention mask it was given: `mamba_inner_fn`'s interface carries
-# neither, and the fused path needs the mask (applied after the convolution) and the mixer's options.
+# The mixer whose forward is running, the attention mask and the cache it was given: `mamba_inner_fn`'s interface
+# carries none of them, the fused path needs the mask (applied after the convolution) and the mixer's options, and a
+# scan over several tokens on top of a cache starts from the cache's recurrent state.
 _current_mixer = contextvars.ContextVar("vlmamba_current_mixer", default=None)
+# Time steps per block of the initial-state correction (bounds its `(batch, channels, block, state)` memory).
+_CONTINUATION_BLOCK = 256
 # Recorded in place of the mask when the mixer's signature names none: the fused path then stays off.
 _UNKNOWN_MASK = object()
 # transformers' mixer computes the time step as `dt_proj.weight @ ...` on every path, so a PEFT layer wrapping
@@ -119,14 +127,57 @@ def _scan_dispatching(entry_point):
 
     @functools.wraps(entry_point)
     def dispatch(*args, **kwargs):
+        state = _cached_state()
         if _scan_implementation == "auto" and _kernels_apply(args, kwargs):
-            return entry_point(*args, **kwargs)
+            return _continued(entry_point(*args, **kwargs), state, args, kwargs)
         if _use_pytorch_path(bool(kwargs.get("use_mambapy"))):
-            return torch_path(*args, **kwargs)
-        return selective_scan(*args, **kwargs)
+            return _continued(torch_path(*args, **kwargs), state, args, kwargs)
+        return selective_scan(*args, initial_state=state, **kwargs)
 
     dispatch._vlmamba_dispatch = True
     return dispatch
+
+
+def _cached_state() -> torch.Tensor | None:
+    """The recurrent state the running mixer's cache holds for its layer: what a scan over several tokens on top of
+    that cache starts from (transformers' mixer calls the scan without it). `None` before the cache's first update,
+    where the scan starts from zeros anyway."""
+    mixer, _, cache = _current_mixer.get() or (None, None, None)
+    if mixer is None or cache is None or not hasattr(cache, "get_recurrent_state"):
+        return None
+    return cache.get_recurrent_state(mixer.layer_idx, state_idx=0)
+
+
+def _continued(result, state, args, kwargs):
+    """A zero-state scan's `result` made the scan from `state`: the recurrence is linear in its state, so starting from
+    `state` adds `C_t . (prod_{s <= t} exp(delta_s A)) state` to each output (times the gate's silu(z)) and the decayed
+    `state` to the last state. For the scans that take no initial state (mamba-ssm's kernel, transformers' path)."""
+    if state is None:
+        return result
+    names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "delta_softplus", "return_last_state")
+    values = {**dict(zip(names, args)), **kwargs}
+    # At least fp32, as the scans compute.
+    dtype = torch.promote_types(values["delta"].dtype, torch.float32)
+    delta, A, C = (values[name].to(dtype) for name in ("delta", "A", "C"))
+    if values.get("delta_bias") is not None:
+        delta = delta + values["delta_bias"].to(dtype)[:, None]
+    if values.get("delta_softplus"):
+        delta = torch.nn.functional.softplus(delta)
+    carried = state.to(dtype)  # (batch, channels, state), decayed block by block
+    corrections = []
+    for start in range(0, delta.shape[-1], _CONTINUATION_BLOCK):
+        block = slice(start, start + _CONTINUATION_BLOCK)
+        decays = torch.exp(torch.cumsum(delta[:, :, block, None] * A[None, :, None, :], dim=2))
+        states = decays * carried[:, :, None, :]  # (batch, channels, block, state)
+        corrections.append(torch.einsum("bdln,bnl->bdl", states, C[:, :, block]))
+        carried = states[:, :, -1]
+    correction = torch.cat(corrections, dim=-1)
+    if values.get("z") is not None:
+        correction = correction * torch.nn.functional.silu(values["z"].to(dtype))
+    if values.get("return_last_state"):
+        output, last = result
+        return output + correction.to(output.dtype), (last.to(dtype) + carried).to(last.dtype)
+    return result + correction.to(result.dtype)
 
 
 def _use_pytorch_path(use_mambapy: bool) -> bool:
@@ -143,7 +194,7 @@ def _inner_dispatching(entry_point):
     def dispatch(*args, **kwargs):
         if _scan_implementation == "auto" and _kernels_apply(args, kwargs):
             return entry_point(*args, **kwargs)
-        mixer, mask = _current_mixer.get() or (None, None)
+        mixer, mask, _ = _current_mixer.get() or (None, None, None)
         # transformers' PyTorch entry point returns None, which makes the mixer run its own path.
         if _use_pytorch_path(mixer is not None and mixer.use_mambapy) or mask is _UNKNOWN_MASK or not _fusable(mixer):
             return torch_path(*args, **kwargs)
@@ -173,6 +224,8 @@ def _recording_mixer(forward):
     the mask itself be renamed, the mixer is recorded with an unknown mask and runs its own code."""
     parameters = list(inspect.signature(forward).parameters)
     mask_position = parameters.index("attention_mask") - 1 if "attention_mask" in parameters else None
+    cache_name = next((name for name in ("cache", "cache_params") if name in parameters), None)
+    cache_position = parameters.index(cache_name) - 1 if cache_name else None
     if mask_position is None:
         logger.warning_once(
             "transformers' MambaMixer.forward takes no `attention_mask` argument; vlmamba's fused training path is "
@@ -191,7 +244,13 @@ def _recording_mixer(forward):
             mask = kwargs["attention_mask"]
         else:
             mask = args[mask_position] if mask_position < len(args) else None
-        token = _current_mixer.set((self, mask))
+        if cache_name is None:
+            cache = None
+        elif cache_name in kwargs or "cache_params" in kwargs:
+            cache = kwargs.get(cache_name, kwargs.get("cache_params"))
+        else:
+            cache = args[cache_position] if cache_position < len(args) else None
+        token = _current_mixer.set((self, mask, cache))
         try:
             return forward(self, *args, **kwargs)
         finally:

@@ -1,0 +1,109 @@
+"""Several tokens fed on top of a Mamba cache continue its recurrent state exactly (transformers' mixer restarts the
+scan from zeros there): against one full forward, on every scan path, with left padding, and for an image prefix
+encoded once and continued with several questions."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import MambaConfig, MambaForCausalLM
+
+import vlmamba.models.mamba_kernels as mamba_kernels
+from tests.tiny import make_model, make_processor
+from vlmamba.models.mamba_kernels import scan_implementation
+from vlmamba.models.selective_scan import selective_scan_sequential
+
+
+def slow_decay_mamba(seed=0):
+    """A small Mamba whose states decay slowly, so that a lost state shows in the logits."""
+    torch.manual_seed(seed)
+    model = MambaForCausalLM(MambaConfig(hidden_size=64, num_hidden_layers=2, vocab_size=100, state_size=8)).eval()
+    with torch.no_grad():
+        for layer in model.backbone.layers:
+            layer.mixer.A_log -= 3
+    return model
+
+
+@pytest.mark.parametrize("implementation", ["auto", "reference"])
+@pytest.mark.parametrize("chunks", [[1, 39], [7, 33], [29, 11], [39, 1], [10, 10, 20], [5, 5, 5, 25]])
+def test_chunks_fed_on_a_cache_give_the_logits_of_one_forward(implementation, chunks):
+    model = slow_decay_mamba()
+    ids = torch.randint(0, 100, (2, 40), generator=torch.Generator().manual_seed(1))
+    with scan_implementation(implementation), torch.no_grad():
+        full = model(ids).logits
+        cache, start, pieces = None, 0, []
+        for length in chunks:
+            out = model(ids[:, start : start + length], cache=cache, use_cache=True)
+            cache, start = out.cache, start + length
+            pieces.append(out.logits)
+        torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=1e-5, atol=1e-5)
+        # Without the carried state (transformers' behaviour) the second chunk is visibly wrong: the test can fail.
+        first = model(ids[:, : chunks[0]], use_cache=True).cache
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(mamba_kernels, "_cached_state", lambda: None)
+            lost = model(ids[:, chunks[0] :], cache=first, use_cache=True).logits
+    if chunks[1] > 1:
+        assert (lost - full[:, chunks[0] :]).abs().max() > 1e-3
+
+
+def test_left_padding_in_the_first_chunk():
+    model = slow_decay_mamba(1)
+    ids = torch.randint(1, 100, (2, 40), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    ids[0, :6], mask[0, :6] = 0, 0
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask).logits
+        prefix = model(ids[:, :25], attention_mask=mask[:, :25], use_cache=True)
+        rest = model(ids[:, 25:], attention_mask=mask[:, 25:], cache=prefix.cache, use_cache=True).logits
+    torch.testing.assert_close(rest, full[:, 25:], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("block", [256, 3])
+def test_the_initial_state_correction_is_the_scan_from_that_state(monkeypatch, block):
+    # The correction that lets zero-state scans (mamba-ssm's kernel, transformers' path) continue from a state,
+    # against the sequential scan started from that state; a small block crosses block boundaries.
+    monkeypatch.setattr(mamba_kernels, "_CONTINUATION_BLOCK", block)
+    generator = torch.Generator().manual_seed(0)
+    batch, channels, length, state = 2, 5, 11, 4
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+    u, delta, z = rand(batch, channels, length), rand(batch, channels, length), rand(batch, channels, length)
+    A, B, C = -rand(channels, state).exp(), rand(batch, state, length), rand(batch, state, length)
+    D, bias, h0 = rand(channels), rand(channels), rand(batch, channels, state)
+    options = {"D": D, "z": z, "delta_bias": bias, "delta_softplus": True, "return_last_state": True}
+    zero_start = selective_scan_sequential(u, delta, A, B, C, **options)
+    expected_out, expected_last = selective_scan_sequential(u, delta, A, B, C, initial_state=h0, **options)
+    out, last = mamba_kernels._continued(zero_start, h0, (u, delta, A, B, C), options)
+    torch.testing.assert_close(out, expected_out, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(last, expected_last, rtol=1e-10, atol=1e-10)
+    plain = {key: value for key, value in options.items() if key != "return_last_state"}
+    torch.testing.assert_close(
+        mamba_kernels._continued(selective_scan_sequential(u, delta, A, B, C, **plain), h0, (u, delta, A, B, C), plain),
+        expected_out, rtol=1e-10, atol=1e-10,
+    )
+
+
+@pytest.mark.parametrize("family", ["mamba", "pythia"])
+def test_an_image_encoded_once_answers_several_questions(family):
+    processor = make_processor()
+    model = make_model(family, processor).eval()
+    if family == "mamba":
+        with torch.no_grad():
+            for layer in model.model.language_model.layers:
+                layer.mixer.A_log -= 3
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 30, 3), dtype=np.uint8))
+    with torch.no_grad():
+        prefix = processor(images=[image], text=["<image>"], return_tensors="pt")
+        cache = model(**prefix, use_cache=True).cache
+        start = prefix["input_ids"].shape[1]
+        for question in ("what colour is the circle?", "how many squares are there in the picture?"):
+            full = processor(images=[image], text=["<image>" + question], return_tensors="pt")
+            expected = model(**full).logits[:, start:]
+            new = full["input_ids"][:, start:]
+            found = model(input_ids=new, attention_mask=full["attention_mask"] if family == "pythia" else None,
+                          cache=copy.deepcopy(cache), use_cache=True).logits
+            torch.testing.assert_close(found, expected, rtol=1e-5, atol=1e-5)
