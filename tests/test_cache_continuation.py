@@ -107,3 +107,41 @@ def test_an_image_encoded_once_answers_several_questions(family):
             found = model(input_ids=new, attention_mask=full["attention_mask"] if family == "pythia" else None,
                           cache=copy.deepcopy(cache), use_cache=True).logits
             torch.testing.assert_close(found, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["mamba", "pythia"])
+def test_chunked_prefill_of_many_images_gives_the_logits_and_cache_of_one_forward(family):
+    processor = make_processor()
+    model = make_model(family, processor).eval()
+    if family == "mamba":
+        with torch.no_grad():
+            for layer in model.model.language_model.layers:
+                layer.mixer.A_log -= 3
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8)) for _ in range(5)]
+    texts = ["<image>first<image>then a second image<image>end", "short <image>x<image>"]  # blocks of 7 tokens
+    inputs = processor(images=[images[:3], images[3:]], text=texts, return_tensors="pt", padding=True,
+                       padding_side="left")
+    following = torch.tensor([[5, 9], [6, 2]])
+    mask = torch.cat([inputs["attention_mask"], torch.ones_like(following)], dim=1)
+    with torch.no_grad():
+        full = model(**inputs, use_cache=True)
+        expected = model(input_ids=following, cache=full.cache,
+                         attention_mask=mask if family == "pythia" else None).logits
+        encoded = []
+        original = model.model.get_image_features
+        model.model.get_image_features = lambda pixels: encoded.append(len(pixels)) or original(pixels)
+        for chunk_size in (None, 1, 3, 8, 100):
+            encoded.clear()
+            out = model.prefill(inputs["input_ids"], inputs["pixel_values"], inputs["attention_mask"],
+                                chunk_size=chunk_size)
+            torch.testing.assert_close(out.logits[:, -1], full.logits[:, -1], rtol=1e-5, atol=1e-5)
+            found = model(input_ids=following, cache=out.cache,
+                          attention_mask=mask if family == "pythia" else None).logits
+            torch.testing.assert_close(found, expected, rtol=1e-5, atol=1e-5)
+            assert encoded == [1] * 5, "each image encoded once, one at a time"
+        model.model.get_image_features = original
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        model.prefill(inputs["input_ids"], inputs["pixel_values"], chunk_size=0)
+    with pytest.raises(ValueError, match="4 image\\(s\\)"):
+        model.prefill(inputs["input_ids"], inputs["pixel_values"][:4])

@@ -538,6 +538,79 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         )
         return output if return_dict else output.to_tuple()
 
+    def prefill(
+        self,
+        input_ids: torch.LongTensor,
+        pixel_values: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        chunk_size: int | None = None,
+        cache: Cache | None = None,
+    ) -> VLCausalLMOutputWithPast:
+        r"""
+        Feeds a prompt into a cache, `chunk_size` tokens at a time, each image encoded when its first placeholder is
+        reached and dropped once its block is done: activations are those of one chunk and one or two images, however
+        long the prompt and however many images it holds. The logits and cache are those of one forward over the
+        whole prompt (a Mamba cache continues exactly, see `mamba_kernels`).
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`): as the processor builds them, any
+                number of image blocks per sample.
+            pixel_values (`torch.FloatTensor` of shape `(num_images, 3, image_size, image_size)`, *optional*): every
+                image of the batch, in the order of their blocks.
+            attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*): 0 on (left) padding.
+            chunk_size (`int`, *optional*): tokens per forward; the whole prompt at once by default.
+            cache (`Cache`, *optional*): a cache to continue (the prompt then follows what it holds).
+
+        Returns:
+            [`VLCausalLMOutputWithPast`] with the logits of the last position and the `cache`; continue with
+            `model(input_ids=next_ids, cache=output.cache)` (Pythia-VL also takes the attention mask of everything
+            fed so far).
+        """
+        length = input_ids.shape[1]
+        chunk_size = length if chunk_size is None else chunk_size
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+        placeholders = input_ids == self.config.image_token_id
+        tokens_per_image = self.config.num_image_tokens
+        num_images = 0 if pixel_values is None else pixel_values.shape[0]
+        if int(placeholders.sum()) != num_images * tokens_per_image:
+            per_sample = placeholders.sum(-1).tolist()
+            raise ValueError(
+                f"The inputs hold {int(placeholders.sum())} image placeholder tokens (per sample: {per_sample}), but "
+                f"{num_images} image(s) of {tokens_per_image} patches were given; build inputs with the processor."
+            )
+        # Each placeholder's rank among the batch's placeholders, in the order the images are given (row by row), and
+        # the column of each image's last placeholder (the image is dropped once a chunk has passed it).
+        ranks = (placeholders.flatten().cumsum(0) - 1).view_as(input_ids)
+        last_columns = placeholders.nonzero()[tokens_per_image - 1 :: tokens_per_image, 1].tolist()
+        stateful = getattr(self, "_is_stateful", False)
+        features, output = {}, None
+        for start in range(0, length, chunk_size):
+            end = min(length, start + chunk_size)
+            embeds = self.get_input_embeddings()(input_ids[:, start:end])
+            where = placeholders[:, start:end]
+            if where.any():
+                rank = ranks[:, start:end][where]
+                image, patch = rank // tokens_per_image, rank % tokens_per_image
+                for index in image.unique().tolist():
+                    if index not in features:
+                        features[index] = self.model.get_image_features(pixel_values[index : index + 1])[0]
+                rows = torch.stack([features[i][p] for i, p in zip(image.tolist(), patch.tolist())])
+                embeds = embeds.masked_scatter(where.unsqueeze(-1), rows.to(embeds.dtype))
+                for index in [index for index in features if last_columns[index] < end]:
+                    del features[index]
+            if attention_mask is None:
+                mask = None
+            else:
+                # A Mamba mixer masks the tokens it is given; attention masks everything the cache holds too.
+                mask = attention_mask[:, start:end] if stateful else attention_mask[:, :end]
+            output = self.model(
+                inputs_embeds=embeds, attention_mask=mask, cache=cache, use_cache=True, return_dict=True
+            )
+            cache = output.cache
+        logits = self.lm_head(output.last_hidden_state[:, -1:].to(self.lm_head.weight.dtype))
+        return VLCausalLMOutputWithPast(logits=logits, cache=cache)
+
 
 class MambaVLPreTrainedModel(VLMambaPreTrainedModel):
     """The flags of every Mamba-VL class."""
