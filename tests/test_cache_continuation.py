@@ -124,10 +124,13 @@ def test_chunked_prefill_of_many_images_gives_the_logits_and_cache_of_one_forwar
                        padding_side="left")
     following = torch.tensor([[5, 9], [6, 2]])
     mask = torch.cat([inputs["attention_mask"], torch.ones_like(following)], dim=1)
+    # Pythia-VL's positions count real tokens, as generate() numbers a left-padded prompt.
+    positions = {} if family == "mamba" else {"position_ids": (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)}
     with torch.no_grad():
-        full = model(**inputs, use_cache=True)
-        expected = model(input_ids=following, cache=full.cache,
-                         attention_mask=mask if family == "pythia" else None).logits
+        full = model(**inputs, use_cache=True, **positions)
+        after = {} if family == "mamba" else {"attention_mask": mask,
+                                               "position_ids": positions["position_ids"][:, -1:] + torch.tensor([1, 2])}
+        expected = model(input_ids=following, cache=full.cache, **after).logits
         encoded = []
         original = model.model.get_image_features
         model.model.get_image_features = lambda pixels: encoded.append(len(pixels)) or original(pixels)
@@ -136,8 +139,7 @@ def test_chunked_prefill_of_many_images_gives_the_logits_and_cache_of_one_forwar
             out = model.prefill(inputs["input_ids"], inputs["pixel_values"], inputs["attention_mask"],
                                 chunk_size=chunk_size)
             torch.testing.assert_close(out.logits[:, -1], full.logits[:, -1], rtol=1e-5, atol=1e-5)
-            found = model(input_ids=following, cache=out.cache,
-                          attention_mask=mask if family == "pythia" else None).logits
+            found = model(input_ids=following, cache=out.cache, **after).logits
             torch.testing.assert_close(found, expected, rtol=1e-5, atol=1e-5)
             assert encoded == [1] * 5, "each image encoded once, one at a time"
         model.model.get_image_features = original
@@ -145,3 +147,37 @@ def test_chunked_prefill_of_many_images_gives_the_logits_and_cache_of_one_forwar
         model.prefill(inputs["input_ids"], inputs["pixel_values"], chunk_size=0)
     with pytest.raises(ValueError, match="4 image\\(s\\)"):
         model.prefill(inputs["input_ids"], inputs["pixel_values"][:4])
+
+
+@pytest.mark.parametrize("family", ["mamba", "pythia"])
+def test_generate_continues_a_cached_prompt_as_if_fed_whole(family):
+    # transformers' convention: the cached prompt followed by the new tokens, with a copy of the prompt's cache.
+    processor = make_processor()
+    torch.manual_seed(3)
+    model = make_model(family, processor).eval()
+    rng = np.random.default_rng(2)
+    images = [Image.fromarray(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8)) for _ in range(3)]
+    texts = ["<image>what colour is the circle?", "<image>how many squares?"]
+    full = processor(images=images[:2], text=texts, return_tensors="pt", padding=True, padding_side="left")
+    kwargs = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, output_logits=True, return_dict_in_generate=True)
+    cut = full["input_ids"].shape[1] - 4  # the image blocks and the start of the questions
+    with torch.no_grad():
+        expected = model.generate(**full, **kwargs)
+        prompt = model.prefill(full["input_ids"][:, :cut], full["pixel_values"], full["attention_mask"][:, :cut]).cache
+        prefilled = model.prefill(full["input_ids"][:, :cut], full["pixel_values"], full["attention_mask"][:, :cut],
+                                  chunk_size=3).cache
+        for cache in (copy.deepcopy(prompt), prefilled):
+            found = model.generate(**full, cache=cache, **kwargs)
+            assert found.sequences.tolist() == expected.sequences.tolist()
+            for step_found, step_expected in zip(found.logits, expected.logits):
+                torch.testing.assert_close(step_found, step_expected, rtol=1e-5, atol=1e-5)
+        # A later turn with an image of its own: only that image is encoded on top of the cache.
+        turn = processor(images=[[images[0], images[2]], [images[1], images[2]]],
+                         text=[text + " and<image>this one?" for text in texts], return_tensors="pt", padding=True,
+                         padding_side="left")
+        whole = model.generate(**turn, **kwargs)
+        reused = model.generate(**turn, cache=copy.deepcopy(prompt), **kwargs)
+        assert reused.sequences.tolist() == whole.sequences.tolist()
+    if family == "mamba":
+        with pytest.raises(ValueError, match="do not continue it"):
+            model.generate(input_ids=full["input_ids"][:, cut:], cache=copy.deepcopy(prompt), **kwargs)

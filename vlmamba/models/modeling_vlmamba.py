@@ -362,6 +362,33 @@ def _is_prefill(cache: Cache | None) -> bool:
     return cache.get_seq_length() == 0
 
 
+# A recurrent cache holds no sequence length. Mamba-VL records on it the ids it has consumed, so that `generate()` given
+# the cached prompt followed by new tokens (transformers' convention for reusing a cache) feeds only the new tokens.
+_CACHED_IDS = "_vlmamba_cached_ids"
+
+
+def _record_cached_ids(cache: Cache | None, before: torch.Tensor | None, input_ids: torch.Tensor | None) -> None:
+    """Appends `input_ids` to what `cache` records it holds (`before`); ids fed as embeddings are not known."""
+    if cache is None:
+        return
+    known = input_ids is not None and before is not None and before.shape[0] == input_ids.shape[0]
+    setattr(cache, _CACHED_IDS, torch.cat([before.to(input_ids.device), input_ids], dim=1) if known else None)
+
+
+def _fresh_ids(before: torch.Tensor | None, input_ids: torch.Tensor) -> torch.Tensor | None:
+    """`before` with a fresh cache's empty record shaped to the batch."""
+    if before is not None and before.numel() == 0:
+        return input_ids.new_zeros(input_ids.shape[0], 0)
+    return before
+
+
+def _cached_ids(cache: Cache | None) -> torch.Tensor | None:
+    """The ids `cache` holds: an empty tensor for a fresh cache, `None` when unknown (fed as embeddings)."""
+    if cache is None or _is_prefill(cache):
+        return torch.zeros(0, 0, dtype=torch.long)
+    return getattr(cache, _CACHED_IDS, None)
+
+
 def per_sample_loss(logits: torch.Tensor, labels: torch.LongTensor, ignore_index: int = -100) -> torch.Tensor:
     """Next-token cross-entropy averaged over each sample's supervised tokens, then over the samples that have any.
 
@@ -504,6 +531,7 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         loss_kwargs = {k: kwargs.pop(k) for k in ("num_items_in_batch", "ignore_index", "shift_labels") if k in kwargs}
+        before = _cached_ids(cache) if getattr(self, "_is_stateful", False) else None
         outputs = self.model(
             input_ids=input_ids,
             pixel_values=pixel_values,
@@ -517,6 +545,9 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
             return_dict=True,
             **kwargs,
         )
+        if getattr(self, "_is_stateful", False):
+            # A recurrent cache records the ids it holds (see `_CACHED_IDS`).
+            _record_cached_ids(outputs.cache, None if input_ids is None else _fresh_ids(before, input_ids), input_ids)
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
         logits = self.lm_head(hidden_states.to(self.lm_head.weight.dtype))
 
@@ -537,6 +568,28 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
             image_hidden_states=outputs.image_hidden_states,
         )
         return output if return_dict else output.to_tuple()
+
+    def _images_of_the_fed_tokens(self, model_inputs: dict, input_ids: torch.LongTensor) -> dict:
+        """`model_inputs` of a first step that feeds only the end of `input_ids` (the rest is in the cache), with
+        `pixel_values` cut to the images whose blocks are in the fed tokens (each sample's last ones)."""
+        pixel_values = model_inputs.get("pixel_values")
+        if pixel_values is None:
+            return model_inputs
+        tokens, image = self.config.num_image_tokens, self.config.image_token_id
+        images = (input_ids == image).sum(-1) // tokens
+        fed = (model_inputs["input_ids"] == image).sum(-1) // tokens
+        first = torch.cumsum(images, 0) - images  # each sample's first image in pixel_values
+        keep = [index for row in range(len(input_ids))
+                for index in range(int(first[row] + images[row] - fed[row]), int(first[row] + images[row]))]
+        model_inputs["pixel_values"] = pixel_values[keep] if keep else None
+        return model_inputs
+
+    def prepare_inputs_for_generation(self, input_ids, *args, cache: Cache | None = None, **kwargs):
+        model_inputs = super().prepare_inputs_for_generation(input_ids, *args, cache=cache, **kwargs)
+        # A cache given to generate() already holds the start of the prompt: only the images of the rest are encoded.
+        if kwargs.get("is_first_iteration") and cache is not None and not _is_prefill(cache):
+            model_inputs = self._images_of_the_fed_tokens(model_inputs, input_ids)
+        return model_inputs
 
     def prefill(
         self,
@@ -563,8 +616,9 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
 
         Returns:
             [`VLCausalLMOutputWithPast`] with the logits of the last position and the `cache`; continue with
-            `model(input_ids=next_ids, cache=output.cache)` (Pythia-VL also takes the attention mask of everything
-            fed so far).
+            `model.generate(**full_inputs, cache=copy.deepcopy(output.cache))` (the prompt followed by the new
+            tokens, as with any transformers cache). Pythia-VL's positions count real tokens only, as `generate()`
+            numbers a left-padded prompt.
         """
         length = input_ids.shape[1]
         chunk_size = length if chunk_size is None else chunk_size
@@ -584,6 +638,10 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         ranks = (placeholders.flatten().cumsum(0) - 1).view_as(input_ids)
         last_columns = placeholders.nonzero()[tokens_per_image - 1 :: tokens_per_image, 1].tolist()
         stateful = getattr(self, "_is_stateful", False)
+        # Attention positions count real tokens only, as generate() numbers a left-padded prompt.
+        positions = None
+        if not stateful and attention_mask is not None:
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         features, output = {}, None
         for start in range(0, length, chunk_size):
             end = min(length, start + chunk_size)
@@ -604,10 +662,13 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
             else:
                 # A Mamba mixer masks the tokens it is given; attention masks everything the cache holds too.
                 mask = attention_mask[:, start:end] if stateful else attention_mask[:, :end]
+            before = _cached_ids(cache)
+            extra = {} if positions is None else {"position_ids": positions[:, start:end]}
             output = self.model(
-                inputs_embeds=embeds, attention_mask=mask, cache=cache, use_cache=True, return_dict=True
+                inputs_embeds=embeds, attention_mask=mask, cache=cache, use_cache=True, return_dict=True, **extra
             )
             cache = output.cache
+            _record_cached_ids(cache, _fresh_ids(before, input_ids), input_ids[:, start:end])
         logits = self.lm_head(output.last_hidden_state[:, -1:].to(self.lm_head.weight.dtype))
         return VLCausalLMOutputWithPast(logits=logits, cache=cache)
 
@@ -649,6 +710,22 @@ class MambaVLForConditionalGeneration(MambaVLPreTrainedModel, VLMambaForConditio
     base_model_class = MambaVLModel
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embeddings.weight"}
 
+    def _new_tokens_after_the_cached_prompt(self, model_inputs: dict, held: torch.Tensor) -> dict:
+        """`model_inputs` of generate()'s first step cut to what follows the prompt `cache` holds, with the images of
+        that part only; an `input_ids` that does not start with the cached prompt is an error."""
+        ids = model_inputs["input_ids"]
+        length = held.shape[1]
+        if ids.shape[0] != held.shape[0] or ids.shape[1] <= length or not torch.equal(ids[:, :length], held.to(ids)):
+            raise ValueError(
+                f"generate() got a Mamba-VL cache holding a prompt of {length} tokens (batch {held.shape[0]}) and "
+                f"input_ids of shape {tuple(ids.shape)} that do not continue it: pass the cached prompt followed by "
+                "the new tokens, as with any transformers cache."
+            )
+        model_inputs["input_ids"] = ids[:, length:]
+        if model_inputs.get("attention_mask") is not None:
+            model_inputs["attention_mask"] = model_inputs["attention_mask"][:, length:]
+        return self._images_of_the_fed_tokens(model_inputs, ids)
+
     @deprecate_kwarg("cache_params", "5.40.0", new_name="cache")
     def prepare_inputs_for_generation(
         self,
@@ -673,6 +750,14 @@ class MambaVLForConditionalGeneration(MambaVLPreTrainedModel, VLMambaForConditio
         # folded into the recurrent state, so decoding steps take no mask.
         if use_cache and not is_first_iteration:
             model_inputs["attention_mask"] = None
+        elif is_first_iteration and cache is not None and not _is_prefill(cache):
+            held = _cached_ids(cache)
+            if held is None:
+                raise ValueError(
+                    "generate() got a Mamba-VL cache whose prompt was fed as embeddings: a recurrent cache holds no "
+                    "length, so the tokens it covers are unknown. Fill it with input_ids (or model.prefill)."
+                )
+            model_inputs = self._new_tokens_after_the_cached_prompt(model_inputs, held)
         return model_inputs
 
 
