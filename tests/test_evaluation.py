@@ -60,8 +60,12 @@ NAMES = [
     "v7w_pointing",
     "textvqa",
     "ai2d",
+    "scienceqa_img",
+    "mme",
+    "mmbench_dev",
 ]
-# The reference's decoding lengths (its evaluation scripts' defaults).
+# The reference's decoding lengths (its evaluation scripts' defaults); vlmamba's choice for VL-Mamba's benchmarks,
+# whose answers are read from the start of the text.
 REFERENCE_LENGTHS = {
     "coco": 40,
     "nocaps": 40,
@@ -81,6 +85,9 @@ REFERENCE_LENGTHS = {
     "refcoco+_testa": 120,
     "refcoco+_testb": 120,
     "refcocog_test": 120,
+    "scienceqa_img": 10,
+    "mme": 10,
+    "mmbench_dev": 10,
 }
 VQA = "Answer the question using a single word or phrase."
 POPE_QUESTIONS = ["is there a dog in the image?", "is there a cat in the image?", "is there a car?", "is there a cup?"]

@@ -36,6 +36,11 @@ SAMPLES = {
     "pope": (["yes", "no"], ["yes", "yes"]),
     "multiple_choice": (["A.", "B"], ["A", "C"]),
     "image_text_match": (["true", "no"], [True, True]),
+    # One MME image, two questions: one right, so accuracy 50 and accuracy+ 0.
+    "mme": (["Yes", "no"], [{"answer": "yes", "category": "count", "group": "1"}] * 2),
+    # Two circular questions of one pass each: the first right, the second wrong.
+    "circular_choice": (["A.", "B"], [{"answer": "A", "group": "0", "category": "x"},
+                                      {"answer": "C", "group": "1", "category": "x"}]),
 }
 # Expected results of SAMPLES, worked out by hand (CIDEr is tested on its own below).
 SAMPLE_RESULTS = {
@@ -48,6 +53,9 @@ SAMPLE_RESULTS = {
     "multiple_choice": {"accuracy": 50.0},
     # TP 1, FN 1: F1 = 2 * 1 / (2 * 1 + 1).
     "image_text_match": {"accuracy": 50.0, "f1": 200 / 3, "unparsed": 0},
+    "mme": {"perception": 50.0, "cognition": None, "subtasks": {"count": {"accuracy": 50.0, "accuracy_plus": 0.0,
+                                                                          "score": 50.0}}, "unparsed": 0},
+    "circular_choice": {"circular_accuracy": 50.0, "accuracy": 50.0, "categories": {"x": 50.0}, "questions": 2},
 }
 
 
@@ -90,7 +98,9 @@ def test_load_offline(name, monkeypatch):
     if name == "cider":
         assert set(result) == {"cider"}
     else:
-        assert result == pytest.approx(SAMPLE_RESULTS[name])
+        # pytest.approx takes flat dicts; the nested results are exact.
+        nested = any(isinstance(value, dict) for value in SAMPLE_RESULTS[name].values())
+        assert result == (SAMPLE_RESULTS[name] if nested else pytest.approx(SAMPLE_RESULTS[name]))
 
 
 def test_load_is_evaluate_load_of_the_folder():
@@ -648,10 +658,15 @@ def markdown_tables(text):
 
 
 def test_results_page_uses_the_benchmark_and_metric_names():
-    scores, protocol = markdown_tables((Path(__file__).parents[1] / "docs" / "results.md").read_text(encoding="utf-8"))
+    scores, vl_mamba, protocol = markdown_tables(
+        (Path(__file__).parents[1] / "docs" / "results.md").read_text(encoding="utf-8")
+    )
     columns = scores[0][1:]
     assert set(columns) - {"pope"} < set(BENCHMARKS)
-    assert set(BENCHMARKS) - set(columns) == {"pope_adversarial", "pope_popular", "pope_random"}
+    # Mamba-VL / Pythia-VL were not scored on VL-Mamba's benchmarks, nor VL-Mamba on theirs.
+    assert set(BENCHMARKS) - set(columns) == {"pope_adversarial", "pope_popular", "pope_random", "scienceqa_img", "mme",
+                                              "mmbench_dev"}
+    assert set(vl_mamba[0][1:]) - {"pope", "MM-Vet"} < set(BENCHMARKS)
     assert len(scores) == 7 and all(len(row) == len(columns) + 1 for row in scores)
     assert dict(zip(columns, scores[-1][1:]))["coco"] == "135.53"
     assert [row[0] for row in protocol[1:]] == list(BENCHMARKS)

@@ -2,7 +2,8 @@
 """Training and evaluation data as structured examples: public annotation files on local disk -> `datasets.Dataset`s.
 
 The package's modules: the source loaders by family (`captions`: LLaVA, COCO captions, NoCaps, TextCaps; `vqa`:
-VQAv2, GQA, TextVQA, POPE; `referring`: RefCOCO, RefCOCO+, RefCOCOg; `choice`: VSR, AI2D, Visual7W), the record
+VQAv2, GQA, TextVQA, POPE; `referring`: RefCOCO, RefCOCO+, RefCOCOg; `choice`: VSR, AI2D, Visual7W;
+`vl_benchmarks`: ScienceQA, MME, MMBench, the benchmarks VL-Mamba reports), the record
 checks they share (`records`), the registry of sources (`registry`), mixtures (`mixture`), the one image-reading path
 (`images`), the synthetic shapes scenes (`shapes`) and the training collator (`collator`). The public names of the
 loaders, the registry, mixtures and `open_image` are importable from `vlmamba.data` itself.
@@ -30,6 +31,9 @@ Nothing is downloaded. Boxes are pixel XYXY of the original image and `image_siz
 | `pope` | `load_pope` | vqa (yes/no) | one per line | the file (one per subset) |
 | `ai2d` | `load_ai2d` | multiple_choice with `ocr` | one per question | `ids` / `exclude_ids` |
 | `visual7w` | `load_visual7w` | multiple_choice (pointing: box options) | one per question | `split` |
+| `scienceqa` | `load_scienceqa` | multiple_choice, hint as context | one per question with an image | `split` |
+| `mme` | `load_mme` | vqa (yes/no), `group`: the image | one per question | the folder (14 subtasks) |
+| `mmbench` | `load_mmbench` | multiple_choice, `group`: the question | one per CircularEval pass | the file |
 
 Files expected (image file names relative to `image_root`):
 
@@ -53,6 +57,8 @@ Files expected (image file names relative to `image_root`):
   `imageName`.
 - Visual7W: `dataset_v7w_telling.json` or `dataset_v7w_pointing.json` (with a `boxes` list, or
   `v7w_pointing_answers.json`); `split` is the images' `split` field. Images: `filename`.
+- ScienceQA, MME, MMBench: see `vlmamba.data.vl_benchmarks` (`problems.json` and `pid_splits.json`; the
+  `MME_Benchmark_release_version/` folder; a TSV with base64 images, which are written under `image_root`).
 
 Split and row choices where the reference differs or is silent:
 
@@ -77,6 +83,7 @@ from .mixture import mix_sources
 from .records import FIELD_FEATURES
 from .referring import load_refcoco
 from .registry import SOURCES, load_source
+from .vl_benchmarks import load_mmbench, load_mme, load_scienceqa
 from .vqa import load_gqa, load_pope, load_textvqa, load_vqav2
 
 
@@ -96,6 +103,9 @@ __all__ = [
     "load_pope",
     "load_ai2d",
     "load_visual7w",
+    "load_scienceqa",
+    "load_mme",
+    "load_mmbench",
     "SOURCES",
     "load_source",
     "open_image",

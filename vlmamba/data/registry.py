@@ -10,6 +10,7 @@ from datasets import Dataset
 from .captions import load_coco_captions, load_llava, load_nocaps, load_textcaps
 from .choice import load_ai2d, load_visual7w, load_vsr
 from .referring import load_refcoco
+from .vl_benchmarks import load_mmbench, load_mme, load_scienceqa
 from .vqa import load_gqa, load_pope, load_textvqa, load_vqav2
 
 
@@ -38,6 +39,9 @@ SOURCES = {
     "pope": load_pope,
     "ai2d": load_ai2d,
     "visual7w": load_visual7w,
+    "scienceqa": load_scienceqa,
+    "mme": load_mme,
+    "mmbench": load_mmbench,
 }
 
 

@@ -21,6 +21,16 @@ lists them):
 - `textvqa`: `textvqa/TextVQA_0.5.1_val.json` (optional `ocr_json`: Rosetta OCR tokens when the file has none);
   images `textvqa/train_images/`.
 - `ai2d`: the `ai2d/` folder (`questions/`, `annotations/`) and `ai2d/ai2d_test_ids.csv`; images `ai2d/images/`.
+- `scienceqa_img`: `scienceqa/problems.json`, `scienceqa/pid_splits.json` (the test split's questions with an
+  image); images `scienceqa/images/` (holding `test/{pid}/image.png`).
+- `mme`: the `mme/MME_Benchmark_release_version/` folder (one folder per subtask, with `images/` and
+  `questions_answers_YN/`, or images and question files side by side); images: the same folder.
+- `mmbench_dev`: `mmbench/mmbench_dev_20230712.tsv` (base64 images, CircularEval passes); images `mmbench/images/`,
+  where the loader writes the TSV's images (the folder is created when missing).
+
+The last three are the benchmarks of VL-Mamba's table that score offline (`vlmamba.data.vl_benchmarks` says how they
+are read and prompted). MM-Vet, also in that table, is not here: its open answers are graded by an LLM judge
+(GPT-4).
 """
 
 import pickle
@@ -33,7 +43,7 @@ from ..models.tasks import MULTIPLE_CHOICE_LETTERS, TASKS
 
 
 ANSWER_FORMS = ("caption", "short", "box")
-REFERENCE_FIELDS = ("references", "answers", "answer", "letter", "box")
+REFERENCE_FIELDS = ("references", "answers", "answer", "letter", "box", "grouped_answer", "grouped_letter")
 # The scores `results_table` shows for each metric.
 MAIN_SCORES = {
     "cider": ("cider",),
@@ -43,6 +53,8 @@ MAIN_SCORES = {
     "pope": ("accuracy", "f1"),
     "multiple_choice": ("accuracy",),
     "image_text_match": ("accuracy",),
+    "mme": ("perception", "cognition"),
+    "circular_choice": ("circular_accuracy",),
 }
 IMAGES_KEY = "images"
 
@@ -61,11 +73,15 @@ class Benchmark:
         max_new_tokens: the greedy decoding length (the reference's, per benchmark).
         answer: how the generated text is read: `"caption"`, `"short"` or `"box"` (see the module docstring).
         metric: the `vlmamba.evaluation.metrics` name.
-        reference: the row field the metric compares with: `"references"`, `"answers"`, `"answer"`, `"box"`, or
-            `"letter"` (the letter of the option index in `answer`).
+        reference: the row field the metric compares with: `"references"`, `"answers"`, `"answer"`, `"box"`,
+            `"letter"` (the letter of the option index in `answer`), or `"grouped_answer"` / `"grouped_letter"`
+            (the answer or letter as `answer`, with the row's `group` and `category`, for metrics that score the
+            rows of a group together: MME's images, MMBench's CircularEval passes).
         loader_kwargs: further loader arguments (split, kind, ...).
         optional_files: loader arguments that take a file only when one is given (`annotations`).
         prompt: `build_prompt` keywords of the benchmark's prompt variant.
+        writes_images: the images are in the annotation file and the loader writes them into the image folder, which
+            need not exist beforehand.
     """
 
     name: str
@@ -81,6 +97,7 @@ class Benchmark:
     loader_kwargs: Mapping = field(default_factory=dict)
     optional_files: tuple[str, ...] = ()
     prompt: Mapping = field(default_factory=dict)
+    writes_images: bool = False
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -102,6 +119,8 @@ class Benchmark:
         return tuple(argument for argument, _ in self.files) + self.optional_files
 
 
+# MME's release folder: the question files and the images.
+_MME_FOLDER = "mme/MME_Benchmark_release_version"
 # The registry. One row per benchmark, in the order of the paper's tables:
 #  name               task              tokens answer     metric              reference     image folder
 _TABLE = (
@@ -123,6 +142,10 @@ _TABLE = (
     ("v7w_pointing",    "multiple_choice",   20, "short",   "multiple_choice",  "letter",     "visual7w/images"),
     ("textvqa",         "vqa",               20, "short",   "vqa_accuracy",     "answers",    "textvqa/train_images"),
     ("ai2d",            "multiple_choice",   10, "short",   "multiple_choice",  "letter",     "ai2d/images"),
+    # VL-Mamba's: the answer (a letter, yes or no) is read from the start of the text, so 10 tokens are plenty.
+    ("scienceqa_img",   "multiple_choice",   10, "short",   "multiple_choice",  "letter",     "scienceqa/images"),
+    ("mme",             "vqa",               10, "short",   "mme",              "grouped_answer", _MME_FOLDER),
+    ("mmbench_dev",     "multiple_choice",   10, "short",   "circular_choice",  "grouped_letter", "mmbench/images"),
 )
 _COLUMNS = ("name", "task", "max_new_tokens", "answer", "metric", "reference", "images")
 
@@ -171,7 +194,16 @@ _SOURCES = {
                 {"json_path": "textvqa/TextVQA_0.5.1_val.json"}, {}),
     "ai2d": ("AI2D, the reference's test diagrams", data.load_ai2d,
              {"annotation_dir": "ai2d", "ids": "ai2d/ai2d_test_ids.csv"}, {}),
+    "scienceqa_img": ("ScienceQA test, the questions with an image (SQA-IMG)", data.load_scienceqa,
+                      {"problems_json": "scienceqa/problems.json", "pid_splits": "scienceqa/pid_splits.json"},
+                      {"split": "test"}),
+    "mme": ("MME, the 10 perception and 4 cognition subtasks", data.load_mme,
+            {"annotation_dir": _MME_FOLDER}, {}),
+    "mmbench_dev": ("MMBench dev (English), CircularEval", data.load_mmbench,
+                    {"tsv_path": "mmbench/mmbench_dev_20230712.tsv"}, {}),
 }
+# Benchmarks whose loader writes the images from the annotation file (base64) into the image folder.
+_WRITES_IMAGES = ("mmbench_dev",)
 # Loader arguments that take a file only when one is given (`annotations`).
 _OPTIONAL_FILES = {"v7w_pointing": ("boxes_json",), "textvqa": ("ocr_json",)}
 # Prompt variants (`build_prompt` keywords) of the benchmarks that do not use the training template.
@@ -185,6 +217,11 @@ _PROMPTS = {
     "textvqa": {"ocr_tokens": True, "merge_turns": True},
     # The reference keeps the case of AI2D questions (diagram labels are letters).
     "ai2d": {"normalize_text": "keep_case"},
+    # ScienceQA and MMBench keep the case of hints and questions (names, units); MME's questions are written exactly
+    # as given, on the line after the instruction ("{instruction}\n{question}\n").
+    "scienceqa_img": {"normalize_text": "keep_case"},
+    "mme": {"vqa_format": "plain", "merge_turns": True, "normalize_text": False},
+    "mmbench_dev": {"normalize_text": "keep_case"},
 }
 
 
@@ -193,7 +230,8 @@ def _benchmark(row) -> Benchmark:
     description, loader, files, loader_kwargs = _SOURCES[columns["name"]]
     return Benchmark(
         description=description, loader=loader, files=tuple(files.items()), loader_kwargs=loader_kwargs,
-        optional_files=_OPTIONAL_FILES.get(columns["name"], ()), prompt=_PROMPTS.get(columns["name"], {}), **columns,
+        optional_files=_OPTIONAL_FILES.get(columns["name"], ()), prompt=_PROMPTS.get(columns["name"], {}),
+        writes_images=columns["name"] in _WRITES_IMAGES, **columns,
     )
 
 
@@ -271,7 +309,7 @@ def load_benchmark(benchmark: str | Benchmark, data_root=None, image_root=None, 
                 f"Benchmark {benchmark.name!r}: {argument} not found: {path} (see the data layout of "
                 f"`vlmamba.evaluation`, or give the path: --annotations {benchmark.name}.{argument}=PATH)."
             )
-    if not images.is_dir():
+    if not images.is_dir() and not benchmark.writes_images:
         raise ValueError(
             f"Benchmark {benchmark.name!r}: image folder not found: {images} (set the image root, or give the folder: "
             f"--annotations {benchmark.name}.images=DIR)."
@@ -296,15 +334,20 @@ def load_benchmark(benchmark: str | Benchmark, data_root=None, image_root=None, 
 
 def reference_of(benchmark: Benchmark, row: Mapping):
     """What the metric compares the prediction of `row` with (see `Benchmark.reference`)."""
-    field_name = "answer" if benchmark.reference == "letter" else benchmark.reference
+    grouped = benchmark.reference.startswith("grouped_")
+    field_name = "answer" if grouped or benchmark.reference == "letter" else benchmark.reference
     value = row.get(field_name)
     if value is None or (benchmark.reference in ("references", "answers") and len(value) == 0):
         raise ValueError(
             f"Benchmark {benchmark.name!r}: sample {row['id']!r} has no {field_name!r} to score against (is the "
             "annotation file a test split without answers?)."
         )
+    if benchmark.reference in ("letter", "grouped_letter"):
+        value = MULTIPLE_CHOICE_LETTERS[value]
+    if grouped:
+        return {"answer": value, "group": row["group"], "category": row["category"]}
     if benchmark.reference == "letter":
-        return MULTIPLE_CHOICE_LETTERS[value]
+        return value
     if benchmark.reference == "box":
         return [float(coordinate) for coordinate in value]
     return list(value) if benchmark.reference in ("references", "answers") else value
@@ -316,7 +359,8 @@ def layout_lines() -> list[str]:
     for benchmark in BENCHMARKS.values():
         files = ", ".join(f"{argument}={path}" for argument, path in benchmark.files)
         optional = "".join(f" [{argument}=FILE]" for argument in benchmark.optional_files)
-        lines.append(f"  {benchmark.name:<17} {files}{optional}; images: {benchmark.images}")
+        written = " (written from the annotation file)" if benchmark.writes_images else ""
+        lines.append(f"  {benchmark.name:<17} {files}{optional}; images: {benchmark.images}{written}")
     return lines
 
 

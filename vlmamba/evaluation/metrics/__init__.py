@@ -4,7 +4,7 @@
 Each metric is an `evaluate` module in its own folder, `vlmamba/evaluation/metrics/<name>/<name>.py`, so it also
 loads with `evaluate.load("/path/to/vlmamba/evaluation/metrics/<name>")`; `load(name)` finds the folder inside the
 installed package.
-Scores are percentages (0-100), as published tables report them.
+Scores are percentages (0-100), as published tables report them; MME's are sums of them, as MME reports.
 
 | name | predictions | references | output |
 |---|---|---|---|
@@ -15,10 +15,13 @@ Scores are percentages (0-100), as published tables report them.
 | `pope` | yes/no answers | `"yes"`/`"no"` | `accuracy`, `precision`, `recall`, `f1`, `yes_ratio` |
 | `multiple_choice` | answers | option letters | `accuracy` |
 | `image_text_match` | true/false answers | bools | `accuracy`, `f1`, `unparsed` (a count) |
+| `mme` | yes/no answers | `{answer, category, group}` | `perception`, `cognition`, `subtasks`, `unparsed` |
+| `circular_choice` | answers | `{answer (a letter), group, category}` | `circular_accuracy`, `accuracy`, `categories` |
 
 An `evaluate` module is copied alone into evaluate's module cache before it is imported, so the files import
 nothing from each other: `normalize_vqa_answer` lives in `vqa_accuracy/vqa_accuracy.py` (which imports nothing from
-vlmamba) and is re-exported here. The grounding metric imports `vlmamba.evaluation.boxes`, and `exact_match` imports
+vlmamba) and is re-exported here. The grounding metric imports `vlmamba.evaluation.boxes`, `mme` the subtask lists
+of `vlmamba.data.vl_benchmarks`, `circular_choice` the letter reading of `multiple_choice`, and `exact_match` imports
 `normalize_vqa_answer` from here when asked for it, since vlmamba is installed wherever its metrics run.
 """
 
@@ -37,6 +40,8 @@ METRICS = (
     "pope",
     "multiple_choice",
     "image_text_match",
+    "mme",
+    "circular_choice",
 )
 METRICS_DIR = Path(__file__).resolve().parent
 
