@@ -251,12 +251,24 @@ def _phrase(text: str) -> str:
     return " ".join(text.split()).strip(_PHRASE_STRIP)
 
 
+def _fragments(text: str, box_format: BoxFormat) -> list[_Fragment]:
+    """Every box-like fragment of `text` in `box_format` (`box` is `None` for a dropped one)."""
+    if box_format.kind == "location":
+        return _location_fragments(text, box_format)
+    return _text_fragments(text, box_format)
+
+
+def _checked_fragments(text, box_format: BoxFormat | None) -> list[_Fragment]:
+    """`_fragments` of the public functions' arguments, checked."""
+    box_format = _check_format(box_format)
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r}.")
+    return _fragments(text, box_format)
+
+
 def _grounded_fragments(text: str, box_format: BoxFormat) -> list[tuple[_Fragment, str]]:
     """The boxes of `text` with their phrases, in text order."""
-    if box_format.kind == "location":
-        fragments = _location_fragments(text, box_format)
-    else:
-        fragments = _text_fragments(text, box_format)
+    fragments = _fragments(text, box_format)
     found, next_fragment = [], 0
     for start, end, in_chunk in _regions(text):
         inside = []
@@ -334,14 +346,7 @@ def parse_grounding(text: str, image_size=None, box_format: BoxFormat | None = N
 
 def count_dropped_boxes(text: str, box_format: BoxFormat | None = None) -> int:
     """How many box-like fragments of `text` `parse_grounding` drops (incomplete, malformed or out of range)."""
-    box_format = _check_format(box_format)
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r}.")
-    if box_format.kind == "location":
-        fragments = _location_fragments(text, box_format)
-    else:
-        fragments = _text_fragments(text, box_format)
-    return sum(fragment.box is None for fragment in fragments)
+    return sum(fragment.box is None for fragment in _checked_fragments(text, box_format))
 
 
 _BOX_SEPARATOR = re.compile(r"\s*[,;]\s*")
@@ -354,13 +359,7 @@ def strip_boxes(text: str, box_format: BoxFormat | None = None) -> str:
     `"||a red circle [0.10,0.20,0.30,0.40]|| next to ||two squares [..][..]||."` -> `"a red circle next to two
     squares."`.
     """
-    box_format = _check_format(box_format)
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r}.")
-    if box_format.kind == "location":
-        fragments = _location_fragments(text, box_format)
-    else:
-        fragments = _text_fragments(text, box_format)
+    fragments = _checked_fragments(text, box_format)
     # The separators of a list of boxes go with the boxes: "squares [a], [b]." reads "squares.", not "squares,.".
     fragments = sorted(fragments, key=lambda fragment: fragment.start)
     separators = [

@@ -584,8 +584,10 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         model_inputs["pixel_values"] = pixel_values[keep] if keep else None
         return model_inputs
 
-    def prepare_inputs_for_generation(self, input_ids, *args, cache: Cache | None = None, **kwargs):
-        model_inputs = super().prepare_inputs_for_generation(input_ids, *args, cache=cache, **kwargs)
+    def prepare_inputs_for_generation(self, input_ids, inputs_embeds=None, cache: Cache | None = None, **kwargs):
+        model_inputs = super().prepare_inputs_for_generation(
+            input_ids, inputs_embeds=inputs_embeds, cache=cache, **kwargs
+        )
         # A cache given to generate() already holds the start of the prompt: only the images of the rest are encoded.
         if kwargs.get("is_first_iteration") and cache is not None and not _is_prefill(cache):
             model_inputs = self._images_of_the_fed_tokens(model_inputs, input_ids)
