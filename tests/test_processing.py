@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -190,6 +191,10 @@ def test_conversations_the_models_cannot_read_are_errors(processor):
         processor.apply_chat_template(two_images)
     with pytest.raises(ValueError, match="conversations\\[0\\]"):
         processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}]}])
+    # Found by the fuzzer below: a placeholder in the assistant text to continue is text, not an image.
+    with pytest.raises(ValueError, match="assistant text to continue holds the image placeholder"):
+        processor.apply_chat_template([{"role": "user", "content": "a"}, {"role": "assistant", "content": "<image>"}],
+                                      continue_final_message=True)
 
 
 NORMALIZE_TEXT_MODES = [True, False, "keep_case"]
@@ -347,7 +352,8 @@ _MESSAGE = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", 
                                   "content": st.one_of(_TEXT, st.lists(_ITEM, max_size=3))})
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get('VLMAMBA_FUZZ_EXAMPLES', 120)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(messages=st.lists(_MESSAGE, min_size=1, max_size=4), continue_final=st.booleans())
 def test_any_conversation_renders_as_the_chat_task_or_is_a_value_error(processor, messages, continue_final):
     try:

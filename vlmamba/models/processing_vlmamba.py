@@ -433,6 +433,11 @@ class VLMambaProcessor(ProcessorMixin):
         continued = ""
         if continue_final and turns and turns[-1]["from"] == "gpt":
             continued = turns.pop()["value"]
+            if self.image_token in continued:
+                raise ValueError(
+                    f"Chat message {len(turns)}: the assistant text to continue holds the image placeholder "
+                    f"{self.image_token!r}; images go in image items."
+                )
         example = {"task": "chat", "conversations": turns}
         for_generation = bool(continued) or not turns or turns[-1]["from"] == "human"
         prompt = self.build_prompt(example, for_generation=for_generation, with_image=bool(images), **overrides)
