@@ -9,7 +9,7 @@ EVA-02-L/14's) and a question. Models are random, built from configs (a one-laye
 the language models dominate). Mamba-VL prefills with `model.prefill(..., chunk_size=1024)`; Pythia-VL in one
 forward (its key/value cache holds the whole prompt anyway). Each case runs in a fresh subprocess so that its peak
 resident memory (VmHWM above the baseline once model and inputs exist) is its own. Writes a markdown table with
-ratios (Pythia / Mamba) measured in the same run.
+ratios (Pythia / Mamba) measured in the same run, and a plot of it beside (`.png`).
 """
 
 import argparse
@@ -152,6 +152,33 @@ def build_table(results: dict, counts: list[int], reuse: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(results: dict, counts: list[int], path: Path) -> None:
+    """Decode time per token, cache size and prefill time against the number of images, both families."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("decode", 1e3, "decode, ms per token"), ("cache", 2**-20, "cache, MiB"), ("prefill", 1.0, "prefill, s")]
+    figure, axes = plt.subplots(1, len(panels), figsize=(12, 3.6))
+    for axis, (key, scale, label) in zip(axes, panels):
+        for family, name in (("mamba", "Mamba-VL"), ("pythia", "Pythia-VL")):
+            points = [(count, results[(family, count)][key] * scale) for count in counts
+                      if "error" not in results[(family, count)]]
+            axis.plot(*zip(*points), marker="o", label=name)
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(counts, [str(count) for count in counts])
+        axis.set_xlabel("images in the prompt (601 tokens each)")
+        axis.set_title(label)
+        if key == "cache":
+            axis.set_yscale("log")
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", default="1,2,4,8,16,32")
@@ -185,6 +212,7 @@ def main(argv=None) -> None:
         f"of {CHUNK} tokens; decode: median of {DECODE_STEPS - 2} steps",
     ]
     Path(args.output).write_text("# Many images in one prompt\n\n" + table + "\n\n" + "\n".join(machine) + "\n")
+    plot(results, counts, Path(args.output).with_suffix(".png"))
     print(table)
 
 

@@ -181,3 +181,20 @@ def test_generate_continues_a_cached_prompt_as_if_fed_whole(family):
     if family == "mamba":
         with pytest.raises(ValueError, match="do not continue it"):
             model.generate(input_ids=full["input_ids"][:, cut:], cache=copy.deepcopy(prompt), **kwargs)
+
+
+@pytest.mark.parametrize("family", ["mamba", "pythia"])
+def test_prompt_lookup_decoding_is_exact_or_refused(family):
+    processor = make_processor()
+    torch.manual_seed(5)
+    model = make_model(family, processor).eval()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 30, 3), dtype=np.uint8))
+    inputs = processor(images=[image], text=["<image>red red red circle red circle red"], return_tensors="pt")
+    kwargs = dict(max_new_tokens=12, do_sample=False)
+    if family == "mamba":  # a recurrent cache cannot be rolled back to the accepted tokens
+        with pytest.raises(ValueError, match="not supported with stateful models"):
+            model.generate(**inputs, prompt_lookup_num_tokens=3, **kwargs)
+        return
+    greedy = model.generate(**inputs, **kwargs)
+    assisted = model.generate(**inputs, prompt_lookup_num_tokens=3, **kwargs)
+    assert assisted.tolist() == greedy.tolist()
