@@ -198,3 +198,29 @@ def test_prompt_lookup_decoding_is_exact_or_refused(family):
     greedy = model.generate(**inputs, **kwargs)
     assisted = model.generate(**inputs, prompt_lookup_num_tokens=3, **kwargs)
     assert assisted.tolist() == greedy.tolist()
+
+
+@pytest.mark.parametrize("family", ["mamba", "pythia"])
+def test_a_second_chat_turn_reuses_the_first_turns_cache(family):
+    # Turn 1 from the chat template; turn 2 appends the follow-up question (no second image block) to what turn 1
+    # generated and continues turn 1's returned cache: the answer is that of encoding everything again.
+    processor = make_processor()
+    torch.manual_seed(7)
+    model = make_model(family, processor).eval()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 30, 3), dtype=np.uint8))
+    messages = [{"role": "user", "content": [{"type": "image", "image": image},
+                                             {"type": "text", "text": "what is in the image?"}]}]
+    first = processor.apply_chat_template(messages, tokenize=True, return_dict=True, return_tensors="pt")
+    with torch.no_grad():
+        turn = model.generate(**first, max_new_tokens=5, min_new_tokens=5, do_sample=False,
+                              return_dict_in_generate=True)
+        follow_up = processor.tokenizer("What colour is it?\n", add_special_tokens=False, return_tensors="pt")
+        ids = torch.cat([turn.sequences, follow_up["input_ids"]], dim=1)
+        second = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": first["pixel_values"]}
+        kwargs = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, output_logits=True,
+                      return_dict_in_generate=True)
+        again = model.generate(**second, **kwargs)
+        reused = model.generate(**second, cache=copy.deepcopy(turn.cache), **kwargs)
+    assert reused.sequences.tolist() == again.sequences.tolist()
+    for step_reused, step_again in zip(reused.logits, again.logits):
+        torch.testing.assert_close(step_reused, step_again, rtol=1e-5, atol=1e-5)
