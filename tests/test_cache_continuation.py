@@ -224,3 +224,14 @@ def test_a_second_chat_turn_reuses_the_first_turns_cache(family):
     assert reused.sequences.tolist() == again.sequences.tolist()
     for step_reused, step_again in zip(reused.logits, again.logits):
         torch.testing.assert_close(step_reused, step_again, rtol=1e-5, atol=1e-5)
+
+
+def test_every_split_point_continues_exactly():
+    model = slow_decay_mamba(2)
+    ids = torch.randint(0, 100, (2, 24), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full = model(ids).logits
+        for split in range(1, ids.shape[1]):
+            cache = model(ids[:, :split], use_cache=True).cache
+            rest = model(ids[:, split:], cache=cache, use_cache=True).logits
+            torch.testing.assert_close(rest, full[:, split:], rtol=1e-5, atol=1e-5, msg=f"split at {split}")
