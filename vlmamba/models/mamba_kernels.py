@@ -15,7 +15,8 @@ changing the mixer's code, so `state-spaces/mamba-*-hf` checkpoints load unchang
 In training, transformers' mixer calls `mamba_inner_fn` first and runs its own code when that returns None; the fused
 mixer needs the padding mask and the mixer's layers, which that interface does not carry, so `MambaMixer.forward` is
 wrapped to record them (its code is not changed). A mixer whose layers are wrapped or hooked (PEFT adapters,
-quantization, offloading) or whose activation is not silu runs its own code, with the chunked scan.
+quantization, offloading) or whose activation is not silu runs its own code on every device, mamba-ssm's fused
+kernel included (it would read the raw weights too); its convolution and scan still go to the kernels on CUDA.
 
 A scan over several tokens on top of a cache (a second chat turn, a question after a cached image prefix) starts from
 the cache's recurrent state on every path, where transformers' mixer starts from zeros: vlmamba's scan takes it as
@@ -192,11 +193,15 @@ def _inner_dispatching(entry_point):
 
     @functools.wraps(entry_point)
     def dispatch(*args, **kwargs):
+        mixer, mask, _ = _current_mixer.get() or (None, None, None)
+        # Any fused path (mamba-ssm's kernel too) reads the raw weights of the mixer's layers: a mixer with wrapped or
+        # hooked layers runs its own code, whose convolution and scan still take the kernels. transformers' PyTorch
+        # entry point returns None, which makes the mixer do so.
+        if not _fusable(mixer):
+            return torch_path(*args, **kwargs)
         if _scan_implementation == "auto" and _kernels_apply(args, kwargs):
             return entry_point(*args, **kwargs)
-        mixer, mask, _ = _current_mixer.get() or (None, None, None)
-        # transformers' PyTorch entry point returns None, which makes the mixer run its own path.
-        if _use_pytorch_path(mixer is not None and mixer.use_mambapy) or mask is _UNKNOWN_MASK or not _fusable(mixer):
+        if _use_pytorch_path(mixer is not None and mixer.use_mambapy) or mask is _UNKNOWN_MASK:
             return torch_path(*args, **kwargs)
         return mamba_inner(*args, mask=mask, **kwargs)
 
