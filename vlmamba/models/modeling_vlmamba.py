@@ -266,16 +266,7 @@ class VLMambaModel(VLMambaPreTrainedModel):
         self, inputs_embeds: torch.Tensor, placeholder_mask: torch.BoolTensor, image_features: torch.Tensor
     ) -> torch.Tensor:
         """Writes `image_features` (all images, in order) into the placeholder positions of `inputs_embeds`."""
-        num_placeholders = int(placeholder_mask.sum())
-        num_images, tokens_per_image = image_features.shape[:2]
-        if num_placeholders != num_images * tokens_per_image:
-            per_sample = placeholder_mask.sum(-1).tolist()
-            raise ValueError(
-                f"The inputs hold {num_placeholders} image placeholder tokens (per sample: {per_sample}), but "
-                f"pixel_values holds {num_images} image(s) of {tokens_per_image} patches = "
-                f"{num_images * tokens_per_image} features. Each image needs exactly {tokens_per_image} "
-                "placeholders; build inputs with the model's processor."
-            )
+        _check_placeholder_count(placeholder_mask, *image_features.shape[:2])
         image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
         return inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), image_features)
 
@@ -362,24 +353,33 @@ def _is_prefill(cache: Cache | None) -> bool:
     return cache.get_seq_length() == 0
 
 
+def _check_placeholder_count(placeholder_mask: torch.BoolTensor, num_images: int, tokens_per_image: int) -> None:
+    """The inputs hold exactly `tokens_per_image` placeholders for each of the `num_images` images."""
+    num_placeholders = int(placeholder_mask.sum())
+    if num_placeholders != num_images * tokens_per_image:
+        per_sample = placeholder_mask.sum(-1).tolist()
+        raise ValueError(
+            f"The inputs hold {num_placeholders} image placeholder tokens (per sample: {per_sample}), but "
+            f"pixel_values holds {num_images} image(s) of {tokens_per_image} patches = "
+            f"{num_images * tokens_per_image} features. Each image needs exactly {tokens_per_image} "
+            "placeholders; build inputs with the model's processor."
+        )
+
+
 # A recurrent cache holds no sequence length. Mamba-VL records on it the ids it has consumed, so that `generate()` given
 # the cached prompt followed by new tokens (transformers' convention for reusing a cache) feeds only the new tokens.
 _CACHED_IDS = "_vlmamba_cached_ids"
 
 
 def _record_cached_ids(cache: Cache | None, before: torch.Tensor | None, input_ids: torch.Tensor | None) -> None:
-    """Appends `input_ids` to what `cache` records it holds (`before`); ids fed as embeddings are not known."""
+    """Appends `input_ids` to what `cache` held before (`_cached_ids` of it: empty for a fresh cache, `None` when
+    unknown); ids fed as embeddings are not known."""
     if cache is None:
         return
+    if input_ids is not None and before is not None and before.numel() == 0:
+        before = input_ids.new_zeros(input_ids.shape[0], 0)
     known = input_ids is not None and before is not None and before.shape[0] == input_ids.shape[0]
     setattr(cache, _CACHED_IDS, torch.cat([before.to(input_ids.device), input_ids], dim=1) if known else None)
-
-
-def _fresh_ids(before: torch.Tensor | None, input_ids: torch.Tensor) -> torch.Tensor | None:
-    """`before` with a fresh cache's empty record shaped to the batch."""
-    if before is not None and before.numel() == 0:
-        return input_ids.new_zeros(input_ids.shape[0], 0)
-    return before
 
 
 def _cached_ids(cache: Cache | None) -> torch.Tensor | None:
@@ -547,7 +547,7 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         )
         if getattr(self, "_is_stateful", False):
             # A recurrent cache records the ids it holds (see `_CACHED_IDS`).
-            _record_cached_ids(outputs.cache, None if input_ids is None else _fresh_ids(before, input_ids), input_ids)
+            _record_cached_ids(outputs.cache, before, input_ids)
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
         logits = self.lm_head(hidden_states.to(self.lm_head.weight.dtype))
 
@@ -578,6 +578,8 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         tokens, image = self.config.num_image_tokens, self.config.image_token_id
         images = (input_ids == image).sum(-1) // tokens
         fed = (model_inputs["input_ids"] == image).sum(-1) // tokens
+        if torch.equal(fed, images):  # every block is fed (a cache generate() cannot slice): nothing to cut
+            return model_inputs
         first = torch.cumsum(images, 0) - images  # each sample's first image in pixel_values
         keep = [index for row in range(len(input_ids))
                 for index in range(int(first[row] + images[row] - fed[row]), int(first[row] + images[row]))]
@@ -628,13 +630,7 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
         placeholders = input_ids == self.config.image_token_id
         tokens_per_image = self.config.num_image_tokens
-        num_images = 0 if pixel_values is None else pixel_values.shape[0]
-        if int(placeholders.sum()) != num_images * tokens_per_image:
-            per_sample = placeholders.sum(-1).tolist()
-            raise ValueError(
-                f"The inputs hold {int(placeholders.sum())} image placeholder tokens (per sample: {per_sample}), but "
-                f"{num_images} image(s) of {tokens_per_image} patches were given; build inputs with the processor."
-            )
+        _check_placeholder_count(placeholders, 0 if pixel_values is None else pixel_values.shape[0], tokens_per_image)
         # Each placeholder's rank among the batch's placeholders, in the order the images are given (row by row), and
         # the column of each image's last placeholder (the image is dropped once a chunk has passed it).
         ranks = (placeholders.flatten().cumsum(0) - 1).view_as(input_ids)
@@ -670,7 +666,7 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
                 inputs_embeds=embeds, attention_mask=mask, cache=cache, use_cache=True, return_dict=True, **extra
             )
             cache = output.cache
-            _record_cached_ids(cache, _fresh_ids(before, input_ids), input_ids[:, start:end])
+            _record_cached_ids(cache, before, input_ids[:, start:end])
         logits = self.lm_head(output.last_hidden_state[:, -1:].to(self.lm_head.weight.dtype))
         return VLCausalLMOutputWithPast(logits=logits, cache=cache)
 
