@@ -441,12 +441,16 @@ class VLMambaProcessor(ProcessorMixin):
         example = {"task": "chat", "conversations": turns}
         for_generation = bool(continued) or not turns or turns[-1]["from"] == "human"
         prompt = self.build_prompt(example, for_generation=for_generation, with_image=bool(images), **overrides)
-        content = [
-            images[0] if text == self.image_token else {"type": "text", "text": text} for text, _ in prompt.segments
-        ]
+        content = self._chat_items(prompt, images)
         if continued:
             content.append({"type": "text", "text": continued})
         return [{"role": "user", "content": content}]
+
+    def _chat_items(self, prompt: TaskPrompt, images: list) -> list[dict]:
+        """`prompt`'s segments as chat content items: text items, and the image item (the first of `images`) where
+        the prompt holds the image."""
+        return [images[0] if images and text == self.image_token else {"type": "text", "text": text}
+                for text, _ in prompt.segments]
 
     def _write_task_items(self, message, overrides: dict):
         """`message` with its task item written as text items around the message's image (the first image item;
@@ -468,8 +472,7 @@ class VLMambaProcessor(ProcessorMixin):
         example = {key: value for key, value in item.items() if key != "type"}
         example["boxes_normalized"] = True  # chat items give boxes in [0, 1]
         prompt = self.build_prompt(example, for_generation=True, with_image=bool(images), **overrides)
-        written = [images[0] if images and text == self.image_token else {"type": "text", "text": text}
-                   for text, _ in prompt.segments]
+        written = self._chat_items(prompt, images)
         # The task item is written in its place; the image goes where the layout puts it, inside the task's text.
         result = []
         for entry in content:
