@@ -3,7 +3,8 @@
 # `python` the venv's interpreter. Sourced by the other scripts.
 #
 #   VLMAMBA_DEPS=lock    (default) exactly the versions in requirements-lock.txt, the set CI tests
-#   VLMAMBA_DEPS=newest  the newest releases setup.py's ranges allow (what `pip install vlmamba` gets today)
+#   VLMAMBA_DEPS=newest  the newest releases setup.py's ranges allow (what `pip install vlmamba` gets today), torch
+#                        and its CUDA libraries held at the lock
 #   VLMAMBA_VENV=DIR     the venv's folder (default .venv; .venv-newest for VLMAMBA_DEPS=newest)
 #
 # The venv is brought in line whenever the lock, setup.py or the mode changed since it was last installed, so an old
@@ -34,7 +35,13 @@ if [ "$DEPS" = newest ] || [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANTED"
         # Every locked distribution at its locked version, nothing in conflict.
         "$VENV/bin/python" "$ROOT/scripts/check_lock.py" "$LOCK"
     else
-        "${PIP[@]}" install --upgrade --upgrade-strategy eager "${TORCH_PINS[@]}" -e "$ROOT[dev]"
+        # torch's own runtime (torch, torchvision, triton and the CUDA libraries, several GB that a CPU never uses)
+        # stays at the locked versions: this mode is for the releases vlmamba is written against, and holding
+        # torch's stack keeps the second venv from downloading a new CUDA stack.
+        TORCH_STACK="$VENV/.torch-stack.txt"
+        grep -E '^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==' "$LOCK" > "$TORCH_STACK"
+        "${PIP[@]}" install --upgrade --upgrade-strategy eager --constraint "$TORCH_STACK" "${TORCH_PINS[@]}" \
+            -e "$ROOT[dev]"
         "$VENV/bin/python" "$ROOT/scripts/check_lock.py" --report "$LOCK"
     fi
     "$VENV/bin/pip" check --disable-pip-version-check >/dev/null
