@@ -10,7 +10,7 @@ from transformers import (
     AutoProcessor,
 )
 
-from .builder import PRESETS, build_from_components, build_from_preset
+from .builder import PRESETS, build_from_components, build_from_preset, resize_vision_tower
 from .models import (
     MambaVLConfig,
     MambaVLForConditionalGeneration,
@@ -78,6 +78,7 @@ __all__ = [
     "PRESETS",
     "build_from_components",
     "build_from_preset",
+    "resize_vision_tower",
     "generate_answers",
     "open_image",
 ]

@@ -1,7 +1,10 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
 """Assembling a model and its processor from a pretrained vision tower and a pretrained language model."""
 
+import copy
+
 import torch
+from timm.layers import resample_abs_pos_embed
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -59,17 +62,78 @@ PRESETS["vl-mamba-2.8b"] = {**_VL_MAMBA, "vision_model": SIGLIP_SO400M_384}
 PRESETS["vl-mamba-2.8b-clip"] = {**_VL_MAMBA, "vision_model": CLIP_L_336}
 
 
-def _load_vision_tower(vision_model: str, dtype) -> PreTrainedModel:
-    """The vision-only model of a Hub id or folder (CLIP/SigLIP repos hold a text tower too, which is left out)."""
+def _load_vision_tower(vision_model: str, dtype, image_size: int | None = None) -> PreTrainedModel:
+    """The vision-only model of a Hub id or folder (CLIP/SigLIP repos hold a text tower too, which is left out),
+    at `image_size` when given (`resize_vision_tower`)."""
     config = AutoConfig.from_pretrained(vision_model)
     if config.model_type == "clip":
-        return CLIPVisionModel.from_pretrained(vision_model, dtype=dtype)
-    if config.model_type == "siglip":
-        return SiglipVisionModel.from_pretrained(vision_model, dtype=dtype)
-    if config.model_type == "timm_wrapper":
+        tower = CLIPVisionModel.from_pretrained(vision_model, dtype=dtype)
+    elif config.model_type == "siglip":
+        tower = SiglipVisionModel.from_pretrained(vision_model, dtype=dtype)
+    elif config.model_type == "timm_wrapper":
         config.do_pooling = False
-        return AutoModel.from_pretrained(vision_model, config=config, dtype=dtype)
-    return AutoModel.from_pretrained(vision_model, dtype=dtype)
+        tower = AutoModel.from_pretrained(vision_model, config=config, dtype=dtype)
+    else:
+        tower = AutoModel.from_pretrained(vision_model, dtype=dtype)
+    if image_size is not None and image_size != vision_geometry(tower.config)[0]:
+        tower = resize_vision_tower(tower, image_size)
+    return tower
+
+
+def _absolute_position_embedding(tower: PreTrainedModel) -> tuple[str, int]:
+    """Name of the tower's learned absolute position embedding in its state dict, and its number of prefix tokens."""
+    if tower.config.model_type == "timm_wrapper":
+        timm_model = tower.timm_model
+        if getattr(timm_model, "pos_embed", None) is None:
+            raise ValueError(
+                f"The timm tower {tower.config.architecture} has no absolute position embedding to resize."
+            )
+        prefix = 0 if getattr(timm_model, "no_embed_class", False) else timm_model.num_prefix_tokens
+        return "timm_model.pos_embed", prefix
+    if tower.config.model_type in ("clip_vision_model", "siglip_vision_model"):
+        # CLIP's position embedding has a row for its class token, SigLIP's only the patches.
+        prefix = 1 if tower.config.model_type == "clip_vision_model" else 0
+        (key,) = (name for name in tower.state_dict() if name.endswith("embeddings.position_embedding.weight"))
+        return key, prefix
+    raise ValueError(f"Cannot resize a {tower.config.model_type} vision tower.")
+
+
+def resize_vision_tower(tower: PreTrainedModel, image_size: int) -> PreTrainedModel:
+    r"""
+    The same tower for `image_size`-pixel images: a new tower of that size whose weights are the given tower's, its
+    learned position embedding resampled (bicubic, the prefix rows kept) from the old patch grid to the new one.
+    Rotary embeddings (EVA-02) are computed from the new size by the tower itself.
+
+    Args:
+        tower: A timm (`timm_wrapper`), CLIP or SigLIP vision model.
+        image_size (`int`): The new side; the patch grid becomes `image_size // patch_size` a side.
+    """
+    old_size, patch_size = vision_geometry(tower.config)
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < patch_size:
+        raise ValueError(f"image_size must be an integer of at least one patch ({patch_size} px), got {image_size!r}.")
+    key, num_prefix_tokens = _absolute_position_embedding(tower)
+    config = copy.deepcopy(tower.config)
+    if config.model_type == "timm_wrapper":
+        config.model_args = {**(config.model_args or {}), "img_size": image_size}
+    else:
+        config.image_size = image_size
+    state = tower.state_dict()
+    old_grid, new_grid = old_size // patch_size, image_size // patch_size
+    table = state[key]
+    rows = table if table.ndim == 3 else table[None]
+    if rows.shape[1] != num_prefix_tokens + old_grid**2:
+        raise ValueError(
+            f"The tower's position embedding has {rows.shape[1]} rows, not {num_prefix_tokens} prefix rows and a "
+            f"{old_grid}x{old_grid} grid."
+        )
+    resampled = resample_abs_pos_embed(
+        rows.float(), [new_grid, new_grid], [old_grid, old_grid], num_prefix_tokens=num_prefix_tokens
+    ).to(table.dtype)
+    state[key] = resampled if table.ndim == 3 else resampled[0]
+    resized = type(tower)(config).to(table.dtype)
+    # Strict: every weight of the old tower lands in the new one, nothing is re-initialised.
+    resized.load_state_dict(state)
+    return resized
 
 
 def _normalization(vision_model: str, tower: PreTrainedModel) -> tuple[list[float], list[float]]:
@@ -110,6 +174,7 @@ def build_from_components(
     instruction_first: bool = False,
     dtype: torch.dtype | None = None,
     pad_to_multiple_of: int = 8,
+    image_size: int | None = None,
     **config_kwargs,
 ):
     r"""
@@ -127,6 +192,9 @@ def build_from_components(
         instruction_first (`bool`): The task-aware layout.
         dtype (`torch.dtype`, *optional*): dtype to load the pretrained weights in.
         pad_to_multiple_of (`int`): When the tokenizer grows past the embedding matrix, resize it to a multiple of this.
+        image_size (`int`, *optional*): Build for another image side than the tower was trained at (the paper's
+            480 px experiment): the tower's position embedding is resampled to the new patch grid
+            ([`resize_vision_tower`]), and the image processor and image block follow.
         config_kwargs: Further config fields (`connector_type`, `vision_feature_layer`, `freeze_vision_tower`, ...).
 
     Returns:
@@ -146,7 +214,7 @@ def build_from_components(
     if named:
         tokenizer.add_special_tokens({"additional_special_tokens": named}, replace_extra_special_tokens=False)
 
-    tower = _load_vision_tower(vision_model, dtype)
+    tower = _load_vision_tower(vision_model, dtype, image_size)
     image_size, patch_size = vision_geometry(tower.config)
     mean, std = _normalization(vision_model, tower)
     image_processor = VLMambaImageProcessor(
@@ -205,5 +273,6 @@ __all__ = [
     "CLIP_L_336",
     "build_from_components",
     "build_from_preset",
+    "resize_vision_tower",
     "set_generation_defaults",
 ]

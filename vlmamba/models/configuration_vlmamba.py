@@ -26,6 +26,9 @@ CONNECTOR_TYPES = ("mlp", "vss_mlp", "vss_l2")
 VSS_SCANS = ("bidirectional", "cross")
 VSS_MERGES = ("sum", "mean")
 LOSS_REDUCTIONS = ("token", "sample")
+# Norms of Mamba-VL's blocks and final norm: transformers' RMSNorm, or LayerNorm with a bias, which the paper's
+# published checkpoints were trained with.
+MAMBA_NORM_TYPES = ("rms", "layernorm")
 
 # Ids of the reference image block in the GPT-NeoX-20B tokenizer: `###` opens and closes the block and `&&`
 # ends every patch row (the reference replaces the last `&&` by the closing `###`). The placeholder is the
@@ -281,6 +284,14 @@ class MambaVLConfig(VLMambaConfig):
     Configuration of a Mamba-VL model: vision tower, connector and a Mamba language model. Defaults describe
     Mamba-VL-1.4B (EVA-02-L/14-336 + `state-spaces/mamba-1.4b-hf`), with input and output embeddings tied.
 
+    Args:
+        norm_type (`str`, *optional*, defaults to `"rms"`):
+            The norm of every Mamba block and of the final norm: `"rms"` (transformers' `MambaRMSNorm`, as the
+            `state-spaces/mamba-*-hf` checkpoints) or `"layernorm"` (`nn.LayerNorm` with a bias, eps
+            `text_config.layer_norm_epsilon`), the norm the paper's published Mamba-VL checkpoints were trained with
+            (those also keep the residual stream in the model dtype: `text_config.residual_in_fp32=False`). The mixers
+            are transformers' own in both cases. Further arguments: [`VLMambaConfig`].
+
     Example:
 
     ```python
@@ -300,6 +311,12 @@ class MambaVLConfig(VLMambaConfig):
     }
 
     tie_word_embeddings: bool = True
+    norm_type: str = "rms"
+
+    def _check_text(self):
+        super()._check_text()
+        if self.norm_type not in MAMBA_NORM_TYPES:
+            raise ValueError(f"Unknown norm_type {self.norm_type!r}; expected one of {', '.join(MAMBA_NORM_TYPES)}.")
 
 
 @strict

@@ -177,9 +177,12 @@ class VLMambaModel(VLMambaPreTrainedModel):
         if config.vision_config.model_type == "timm_wrapper":
             vision_hidden_size = self.vision_tower.timm_model.num_features
         self.connector = CONNECTOR_CLASSES[config.connector_type](vision_hidden_size, config)
-        self.language_model = AutoModel.from_config(config.text_config)
+        self.language_model = self._build_language_model(config)
         self.freeze_vision_tower_as_configured()
         self.post_init()
+
+    def _build_language_model(self, config: VLMambaConfig) -> PreTrainedModel:
+        return AutoModel.from_config(config.text_config)
 
     def get_input_embeddings(self):
         return self.language_model.get_input_embeddings()
@@ -693,6 +696,17 @@ class PythiaVLPreTrainedModel(VLMambaPreTrainedModel):
 
 class MambaVLModel(MambaVLPreTrainedModel, VLMambaModel):
     """Mamba-VL without its language-modelling head."""
+
+    def _build_language_model(self, config: MambaVLConfig) -> PreTrainedModel:
+        language_model = super()._build_language_model(config)
+        if config.norm_type == "layernorm":
+            # transformers' blocks read only `norm.weight.dtype` and call the norm, so a LayerNorm takes the RMSNorm's
+            # place in each block and as the final norm; the mixers, their fast paths and the cache are unchanged.
+            text_config = config.text_config
+            for block in language_model.layers:
+                block.norm = nn.LayerNorm(text_config.hidden_size, eps=text_config.layer_norm_epsilon)
+            language_model.norm_f = nn.LayerNorm(text_config.hidden_size, eps=text_config.layer_norm_epsilon)
+        return language_model
 
 
 class PythiaVLModel(PythiaVLPreTrainedModel, VLMambaModel):
