@@ -372,3 +372,20 @@ def test_reference_vision_config_is_eva02_large_at_the_configured_size():
                                     "image_size": 480})["model_args"] == {"img_size": 480}
     with pytest.raises(ConversionError, match="only EVA towers"):
         reference_vision_config({"vision_encoder_name": "openai/clip-vit-large-patch14-336"})
+
+
+def test_published_scores_are_the_table_of_the_results_page():
+    from pathlib import Path
+
+    from vlmamba.evaluation.published import MODEL_NAMES, PAPER_SCORES
+
+    lines = (Path(__file__).parents[1] / "docs" / "results.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| model | `coco`"))
+    header = [cell.strip().strip("`") for cell in lines[start].strip("|").split("|")][1:]
+    table = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        table[cells[0]] = dict(zip(header, map(float, cells[1:]), strict=True))
+    assert {MODEL_NAMES[repo]: scores for repo, scores in PAPER_SCORES.items()} == table
