@@ -140,3 +140,17 @@ def test_loss_reductions(processor, family):
         sample = model(**batch).loss
     torch.testing.assert_close(sample, torch.stack(per_sample).mean())
     assert not torch.allclose(sample, token)  # the answers differ in length, so the modes differ
+
+
+def test_sample_loss_counts_a_sample_without_supervised_tokens_as_zero(processor):
+    batch = VLMambaDataCollator(processor)(ROWS[:2])
+    batch["labels"][1] = -100
+    model = make_model("mamba", processor)
+    model.config.loss_reduction = "sample"
+    with torch.no_grad():
+        loss = model(**batch).loss
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    targets = batch["labels"][0, 1:]
+    keep = targets != -100
+    first = torch.nn.functional.cross_entropy(logits[0, :-1][keep], targets[keep])
+    torch.testing.assert_close(loss, first / 2)  # the mean over both samples, the second at 0

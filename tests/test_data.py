@@ -639,6 +639,7 @@ def test_ai2d_rows_with_sorted_ocr_and_id_selection(tmp_path):
             "choices": ["A", "B", "C", "D"],
             "answer": 2,
             "ocr": ocr,
+            "keep_case": True,
         },
         {
             "id": "0.png-1",
@@ -649,6 +650,7 @@ def test_ai2d_rows_with_sorted_ocr_and_id_selection(tmp_path):
             "choices": ["cow", "lion", "hawk"],
             "answer": 0,
             "ocr": ocr,
+            "keep_case": True,
         },
         {
             "id": "10.png-0",
@@ -659,6 +661,7 @@ def test_ai2d_rows_with_sorted_ocr_and_id_selection(tmp_path):
             "choices": ["a leaf", "a root"],
             "answer": 1,
             "ocr": [],
+            "keep_case": True,
         },
     ]
     assert "\nOCR text:\nA: sun\nB: moon" in build_prompt(dataset[0], normalize_text="keep_case").text

@@ -214,6 +214,17 @@ def test_a_resumed_run_keeps_the_checkpoints_tokenizer_processor_and_config(chec
     flags = [*CHECKPOINTED, "--normalize_text", "keep_case", "--resume_from_checkpoint", str(run / "checkpoint-4")]
     with pytest.raises(ValueError, match="--normalize_text keep_case differs"):
         training.train(*arguments(run, *flags))
+    flags = [*CHECKPOINTED, "--box_normalization", "reference", "--resume_from_checkpoint", str(run / "checkpoint-4")]
+    with pytest.raises(ValueError, match="--box_normalization reference differs"):
+        training.train(*arguments(run, *flags))
+
+
+def test_box_normalization_flag_is_saved_with_the_processor(tmp_path):
+    trainer = training.train(*arguments(tmp_path, "--max_steps", "1", "--box_normalization", "reference"))
+    assert trainer.processing_class.box_format.reference_size == trainer.processing_class.image_processor.size["height"]
+    assert AutoProcessor.from_pretrained(tmp_path).box_normalization == "reference"
+    with pytest.raises(ValueError, match="--box_normalization must be one of direct, reference"):
+        training.train(*arguments(tmp_path / "other", "--max_steps", "1", "--box_normalization", "pixels"))
 
 
 def test_only_tied_keys_are_dropped_from_the_missing_keys_warning(tmp_path):

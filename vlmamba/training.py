@@ -34,6 +34,7 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from .builder import PRESETS, build_from_preset
 from .data.collator import VLMambaDataCollator
 from .models.configuration_vlmamba import LOSS_REDUCTIONS
+from .models.processing_vlmamba import BOX_NORMALIZATIONS
 
 
 logger = logging.getLogger("vlmamba.train")
@@ -101,6 +102,13 @@ class DataArguments:
         metadata={
             "help": "Text normalization, saved with the processor: True (the reference's), keep_case or False. "
             "Default: the loaded processor's (True for a new model)."
+        },
+    )
+    box_normalization: str | None = field(
+        default=None,
+        metadata={
+            "help": "How boxes are normalized for their text, saved with the processor: direct (x / W) or reference "
+            "(the paper's (x * (S / W)) / S). Default: the loaded processor's (direct for a new model)."
         },
     )
 
@@ -501,6 +509,18 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
                 f"({processor.normalize_text}); a resumed run keeps its prompt format: drop the flag."
             )
         processor.normalize_text = normalize_text
+    if data_args.box_normalization is not None:
+        if data_args.box_normalization not in BOX_NORMALIZATIONS:
+            raise ValueError(
+                f"--box_normalization must be one of {', '.join(BOX_NORMALIZATIONS)}, got "
+                f"{data_args.box_normalization!r}."
+            )
+        if checkpoint is not None and data_args.box_normalization != processor.box_normalization:
+            raise ValueError(
+                f"--box_normalization {data_args.box_normalization} differs from that of {checkpoint} "
+                f"({processor.box_normalization}); a resumed run keeps its box format: drop the flag."
+            )
+        processor.box_normalization = data_args.box_normalization
     if checkpoint is not None:
         logger.info("Resuming from %s, with its tokenizer, processor and model config.", checkpoint)
     model = select_trainable(model, model_args)

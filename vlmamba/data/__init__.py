@@ -2,10 +2,11 @@
 """Training and evaluation data as structured examples: public annotation files on local disk -> `datasets.Dataset`s.
 
 The package's modules: the source loaders by family (`captions`: LLaVA, COCO captions, NoCaps, TextCaps; `vqa`:
-VQAv2, GQA, TextVQA, POPE; `referring`: RefCOCO, RefCOCO+, RefCOCOg; `choice`: VSR, AI2D, Visual7W;
-`vl_benchmarks`: ScienceQA, MME, MMBench, the benchmarks VL-Mamba reports), the record
-checks they share (`records`), the registry of sources (`registry`), mixtures (`mixture`), the one image-reading path
-(`images`), the synthetic shapes scenes (`shapes`) and the training collator (`collator`). The public names of the
+VQAv2, GQA, TextVQA, POPE, OCR-VQA, DocVQA, InfographicVQA; `referring`: RefCOCO, RefCOCO+, RefCOCOg; `choice`: VSR,
+AI2D, Visual7W, A-OKVQA; `regions`: Visual Genome, GRIT; `vl_benchmarks`: ScienceQA, MME, MMBench, the benchmarks
+VL-Mamba reports), the record checks they share (`records`), the registry of sources (`registry`), mixtures
+(`mixture`), the one image-reading path (`images`), the synthetic shapes scenes (`shapes`) and the training collator
+(`collator`). The public names of the
 loaders, the registry, mixtures and `open_image` are importable from `vlmamba.data` itself.
 
 Every row is a structured example as `vlmamba.models.tasks` defines it (`build_prompt` takes it as it is), plus:
@@ -31,6 +32,11 @@ Nothing is downloaded. Boxes are pixel XYXY of the original image and `image_siz
 | `pope` | `load_pope` | vqa (yes/no) | one per line | the file (one per subset) |
 | `ai2d` | `load_ai2d` | multiple_choice with `ocr` | one per question | `ids` / `exclude_ids` |
 | `visual7w` | `load_visual7w` | multiple_choice (pointing: box options) | one per question | `split` |
+| `aokvqa` | `load_aokvqa` | multiple_choice | one per question | the file |
+| `ocrvqa` | `load_ocrvqa` | vqa | one per question | `split` |
+| `docvqa`, `infovqa` | `load_docvqa`, `load_infovqa` | vqa, `keep_case` | one per question | the file |
+| `visual_genome` | `load_visual_genome` | grounding, dense_captioning or vqa | up to 10 turns per image | the file |
+| `grit` | `load_grit` | grounded_captioning | one per record | the folder or file |
 | `scienceqa` | `load_scienceqa` | multiple_choice, hint as context | one per question with an image | `split` |
 | `mme` | `load_mme` | vqa (yes/no), `group`: the image | one per question | the folder (14 subtasks) |
 | `mmbench` | `load_mmbench` | multiple_choice, `group`: the question | one per CircularEval pass | the file |
@@ -57,6 +63,15 @@ Files expected (image file names relative to `image_root`):
   `imageName`.
 - Visual7W: `dataset_v7w_telling.json` or `dataset_v7w_pointing.json` (with a `boxes` list, or
   `v7w_pointing_answers.json`); `split` is the images' `split` field. Images: `filename`.
+- A-OKVQA: `aokvqa_v1p0_{split}.json`. Images: `{image_id:012d}.jpg` (COCO 2017).
+- OCR-VQA: `dataset.json`; `split` is its `split` field (1, 2, 3 = train, val, test). Images: the last part of
+  `imageURL`, or `{id}.jpg`.
+- DocVQA: the RRC `{split}_v1.0_withQT.json` / `test_v1.0.json`. Images: `image` (`documents/...`).
+  InfographicVQA: `infographicsVQA_{split}_v1.0.json`. Images: `image_local_name`.
+- Visual Genome: `region_descriptions.json` or `question_answers.json`, with `image_data.json`. Images: the last
+  two parts of the image's `url` (`VG_100K/1.jpg`).
+- GRIT: img2dataset's output folder (`{key}.json` next to `{key}.jpg`), or a JSON Lines or parquet file of the same
+  records. Images: `{key}.jpg`.
 - ScienceQA, MME, MMBench: see `vlmamba.data.vl_benchmarks` (`problems.json` and `pid_splits.json`; the
   `MME_Benchmark_release_version/` folder; a TSV with base64 images, which are written under `image_root`).
 
@@ -68,6 +83,17 @@ Split and row choices where the reference differs or is silent:
 - VQAv2 and TextVQA: `answer` is the most frequent of the annotators' answers (the first one seen among ties).
 - Visual7W and AI2D: one question per row, no augmentation (the reference puts the answer at every position for
   training). Visual7W's options are the answer and the wrong choices, shuffled per question by `shuffle_seed`.
+  `load_visual7w(pack=True)` and `load_aokvqa(augment=True)` write the reference's augmented training rows.
+- Packing (the reference's training rows, several turns about one image in one row, in the multi-turn form of
+  `vlmamba.models.tasks`): `pack=True` of `load_vqav2` and `load_gqa` (up to `max_per_row=20` QA pairs),
+  `load_refcoco` (every object of the image with its last sentence), `load_visual7w` (3 questions, every answer
+  position), `load_ocrvqa`, `load_docvqa` and `load_infovqa` (all questions of the image); Visual Genome rows hold up
+  to `max_per_row=10` regions or questions. By default every loader writes one turn per row.
+- AI2D, DocVQA and InfographicVQA rows carry `keep_case`: the collator writes them without lower-casing, as the
+  reference did.
+- Reference boxes: `reference_boxes=True` of `load_visual7w` (pointing) and `load_visual_genome` computes boxes as
+  the reference did (corner clamped to 0, far corner not clipped); the box text itself follows the processor's box
+  format (`BoxFormat.reference_size`, see `vlmamba.models.boxes`).
 
 Bad input: a malformed record (missing field, wrong type, a box with a negative size, an image or box the other files
 do not know, with `check_images=True` a missing or unreadable image) raises a `ValueError` naming the file, the row
@@ -77,14 +103,15 @@ logged warning. Only the records of the requested split are checked.
 """
 
 from .captions import KARPATHY_SPLITS, load_coco_captions, load_llava, load_nocaps, load_textcaps
-from .choice import VISUAL7W_KINDS, load_ai2d, load_visual7w, load_vsr
+from .choice import VISUAL7W_KINDS, load_ai2d, load_aokvqa, load_visual7w, load_vsr
 from .images import open_image
 from .mixture import mix_sources
 from .records import FIELD_FEATURES
 from .referring import load_refcoco
+from .regions import VISUAL_GENOME_TASKS, load_grit, load_visual_genome
 from .registry import SOURCES, load_source
 from .vl_benchmarks import load_mmbench, load_mme, load_scienceqa
-from .vqa import load_gqa, load_pope, load_textvqa, load_vqav2
+from .vqa import load_docvqa, load_gqa, load_infovqa, load_ocrvqa, load_pope, load_textvqa, load_vqav2
 
 
 __all__ = [
@@ -103,6 +130,13 @@ __all__ = [
     "load_pope",
     "load_ai2d",
     "load_visual7w",
+    "load_aokvqa",
+    "load_ocrvqa",
+    "load_docvqa",
+    "load_infovqa",
+    "load_visual_genome",
+    "load_grit",
+    "VISUAL_GENOME_TASKS",
     "load_scienceqa",
     "load_mme",
     "load_mmbench",

@@ -17,6 +17,8 @@ from .records import (
     _BOX_CHOICES,
     _TEXT_CHOICES,
     _BadJSON,
+    _check_max_per_row,
+    _chunks,
     _Collector,
     _columns,
     _read_json,
@@ -110,6 +112,7 @@ def load_ai2d(
     ids=None,
     exclude_ids=None,
     with_ocr: bool = True,
+    keep_case: bool = True,
     source: str = "ai2d",
     skip_bad: bool = False,
     report: list | None = None,
@@ -127,6 +130,9 @@ def load_ai2d(
             `ai2d_test_ids.csv`.
         with_ocr: read the OCR text into `ocr`: `(replacementText, value)` pairs sorted by replacementText, as in the
             reference. Entries with an empty label or text are left out (`build_prompt` writes no empty text).
+        keep_case: set `keep_case` on every row, so that the collator writes the questions without lower-casing them
+            (they name the diagram's labels, "A", "B", by their case), as the reference trained and as vlmamba's AI2D
+            evaluation prompts them.
         source, skip_bad, report, check_images: see the module docstring. The file of a bad record is its
             question file, and its row the question's position in that file (`None` for the whole file).
 
@@ -192,6 +198,7 @@ def load_ai2d(
                 "choices": list(choices),
                 "answer": answer,
                 "ocr": ocr,
+                "keep_case": keep_case,
             }
         ]
 
@@ -213,7 +220,7 @@ def load_ai2d(
         for position, item in enumerate(questions.items()):
             question = partial(parse_question, path=path, ocr=ocr)
             rows.extend(collector.parse(position, item, question, file=question_file) or [])
-    columns = ("id", "source", "task", "image", "question", "choices", "answer", "ocr")
+    columns = ("id", "source", "task", "image", "question", "choices", "answer", "ocr", "keep_case")
     return collector.finish(rows, _columns(*columns, choices=_TEXT_CHOICES, answer=Value("int64")))
 
 
@@ -228,6 +235,9 @@ def load_visual7w(
     split: str | None = None,
     boxes_json=None,
     shuffle_seed: int | None = 0,
+    reference_boxes: bool = False,
+    pack: bool = False,
+    max_per_row: int | None = 3,
     source: str | None = None,
     skip_bad: bool = False,
     report: list | None = None,
@@ -245,23 +255,41 @@ def load_visual7w(
         boxes_json: for pointing, a file with the `boxes` list (`v7w_pointing_answers.json`) when `json_path` has
             none.
         shuffle_seed: the options are the answer followed by the wrong choices, shuffled per question with this seed
-            (and the question id); `None` keeps the answer first.
+            (and the question id); `None` keeps the answer first. With `pack`, the seed shuffles as the reference
+            did instead (see `pack`); `None` keeps the file's order.
+        reference_boxes: pointing boxes as the reference computed them: `x1 = max(0, x)`, `y1 = max(0, y)`,
+            `x2 = x1 + min(W, width)`, `y2 = y1 + min(H, height)`, not clipped, so a box may reach past the right or
+            bottom border. Needs `check_images=True` (the image size) and, for training, a processor whose box format
+            has `reference_size` (a box past the border is an error in the direct format). By default pointing
+            boxes are clamped to 0 where negative and, with `check_images`, clipped to the image.
+        pack: the reference's training rows: every question at every answer position (the wrong choices in the
+            file's order with the answer inserted at position 0, 1, ..., n), and the questions of one image in rows
+            of up to `max_per_row` questions, one row per position and group (`multiple_choice` with lists). With a
+            `shuffle_seed`, each question's positions and the image's questions are shuffled first (seeded by the
+            image id), as the reference shuffled them. All questions of an image must have as many choices.
+        max_per_row: the questions per packed row (the reference: 3); `None` puts all questions of an image in one.
         source: the `source` column, `"visual7w_{kind}"` by default.
         skip_bad, report, check_images: see the module docstring. The unit of a bad record is an image entry (all
-            its questions). Pointing boxes are clamped to 0 where negative, as in the reference, and with
-            `check_images` clipped to the image, whose size is then kept in `image_size`. Without it `image_size`
-            is `None`, the image opened by the collator gives the size, and a box reaching past the image makes
-            `build_prompt` fail; so load pointing data for training with `check_images=True`.
+            its questions). Without `check_images` `image_size` is `None`, the image opened by the collator gives the
+            size, and a box reaching past the image makes `build_prompt` fail; so load pointing data for training with
+            `check_images=True`.
 
     Returns:
         One `multiple_choice` row per question (`id`: the qa id) with `question`, `choices` (strings, or pixel XYXY
-        boxes for pointing) and `answer` (the correct option's index).
+        boxes for pointing) and `answer` (the correct option's index); with `pack`, rows of several questions
+        (`id`: `"{image_id}-{n}"`) holding lists of each.
     """
     if kind not in VISUAL7W_KINDS:
         raise ValueError(f"kind must be one of {VISUAL7W_KINDS}, got {kind!r}.")
     if shuffle_seed is not None and (isinstance(shuffle_seed, bool) or not isinstance(shuffle_seed, int)):
         raise ValueError(f"shuffle_seed must be an integer or None, got {shuffle_seed!r}.")
+    for name, flag in (("reference_boxes", reference_boxes), ("pack", pack)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be a bool, got {flag!r}.")
+    _check_max_per_row(max_per_row)
     pointing = kind == "pointing"
+    if reference_boxes and pointing and not check_images:
+        raise ValueError("reference_boxes needs check_images=True: the reference's boxes depend on the image size.")
     source = source if source is not None else f"visual7w_{kind}"
     collector = _Collector(json_path, source, image_root, skip_bad, report, check_images)
     data = _read_json(json_path, dict, "a JSON object with an 'images' list")
@@ -285,18 +313,25 @@ def load_visual7w(
         if box is None:
             record.fail(label, f"is box {box_id}, which is not in the boxes of {boxes_file}")
         values = [record.get(key, "number", box, f"boxes[id={box_id}].{key}") for key in ("x", "y", "width", "height")]
-        return _xywh_to_xyxy(record, f"boxes[id={box_id}]", values, image_size, clamp_negative=True, clip=True)
+        if not reference_boxes:
+            return _xywh_to_xyxy(record, f"boxes[id={box_id}]", values, image_size, clamp_negative=True, clip=True)
+        x, y, width, height = (float(value) for value in values)
+        if width < 0 or height < 0:
+            record.fail(f"boxes[id={box_id}]", f"{_short(values)} has a negative width or height")
+        # The reference clamps the corner and the size, never the far corner.
+        x, y = max(0.0, x), max(0.0, y)
+        return [x, y, x + min(float(image_size[1]), width), y + min(float(image_size[0]), height)]
 
     def parse(record: _Record) -> list[dict]:
         record.mapping()
-        record.set_id(record.get("image_id", "id"))
+        image_id = record.set_id(record.get("image_id", "id"))
         image_split = record.get("split", "text")
         seen.add(image_split)
         if split is not None and image_split != split:
             return []
         path = record.image(record.get("filename", "text"))
         image_size = record.image_size(path) if pointing else None
-        qa_rows = []
+        questions = []
         for position, qa in enumerate(record.get("qa_pairs", "list")):
             label = f"qa_pairs[{position}]"
             record.check(label, qa, "mapping")
@@ -317,21 +352,26 @@ def load_visual7w(
                 options += [
                     record.check(f"{label}.multiple_choices[{n}]", text, "text") for n, text in enumerate(wrong)
                 ]
+            questions.append((str(qa_id), question, options))
+        row = {"source": source, "task": "multiple_choice", "image": path}
+        if pointing:
+            row["image_size"] = image_size
+        if pack:
+            return _visual7w_packed(record, row, image_id, questions, shuffle_seed, max_per_row)
+        qa_rows = []
+        for qa_id, question, options in questions:
             order = list(range(len(options)))
             if shuffle_seed is not None:
                 random.Random(f"{shuffle_seed}:{qa_id}").shuffle(order)
-            row = {
-                "id": str(qa_id),
-                "source": source,
-                "task": "multiple_choice",
-                "image": path,
-                "question": question,
-                "choices": [options[index] for index in order],
-                "answer": order.index(0),
-            }
-            if pointing:
-                row["image_size"] = image_size
-            qa_rows.append(row)
+            qa_rows.append(
+                {
+                    **row,
+                    "id": qa_id,
+                    "question": question,
+                    "choices": [options[index] for index in order],
+                    "answer": order.index(0),
+                }
+            )
         return qa_rows
 
     rows = []
@@ -341,7 +381,114 @@ def load_visual7w(
         raise ValueError(f"{json_path}: no image is in split {split!r}; the file has {sorted(seen)}.")
     names = ("id", "source", "task", "image") + (("image_size",) if pointing else ()) + ("question", "choices")
     choices = _BOX_CHOICES if pointing else _TEXT_CHOICES
-    return collector.finish(rows, _columns(*names, "answer", choices=choices, answer=Value("int64")))
+    if pack:
+        columns = _columns(*names, "answer", question=[Value("string")], choices=[choices], answer=[Value("int64")])
+    else:
+        columns = _columns(*names, "answer", choices=choices, answer=Value("int64"))
+    return collector.finish(rows, columns)
+
+
+def _visual7w_packed(record: _Record, row: dict, image_id: str, questions, shuffle_seed, max_per_row) -> list[dict]:
+    """The reference's training rows of one Visual7W image (see `load_visual7w`'s `pack`)."""
+    counts = {len(options) for _, _, options in questions}
+    if len(counts) > 1:
+        record.fail("qa_pairs", f"have different numbers of choices {sorted(counts)}; packing needs one")
+    rng = random.Random(f"{shuffle_seed}:{image_id}") if shuffle_seed is not None else None
+    augmented = []
+    for _, question, options in questions:
+        answer, wrong = options[0], options[1:]
+        # The answer inserted at each position of the wrong choices.
+        variants = [
+            (question, wrong[:position] + [answer] + wrong[position:], position) for position in range(len(options))
+        ]
+        if rng is not None:
+            rng.shuffle(variants)
+        augmented.append(variants)
+    if rng is not None:
+        rng.shuffle(augmented)
+    rows = []
+    for variant in range(len(augmented[0]) if augmented else 0):
+        for group in _chunks([variants[variant] for variants in augmented], max_per_row):
+            rows.append(
+                {
+                    **row,
+                    "id": f"{image_id}-{len(rows)}",
+                    "question": [question for question, _, _ in group],
+                    "choices": [options for _, options, _ in group],
+                    "answer": [position for _, _, position in group],
+                }
+            )
+    return rows
+
+
+# A-OKVQA
+
+# A question of aokvqa_v1p0_train.json whose choices lack the "a"; the reference writes them so.
+_AOKVQA_CHOICES_FIXED = {"bCjS888uSeyRMczZageqTp": ["n", "w", "a", "e"]}
+
+
+def load_aokvqa(
+    json_path,
+    image_root,
+    *,
+    augment: bool = False,
+    source: str = "aokvqa",
+    skip_bad: bool = False,
+    report: list | None = None,
+    check_images: bool = False,
+) -> Dataset:
+    """A-OKVQA: `aokvqa_v1p0_{split}.json`, a JSON list of questions with `question_id`, `image_id`, `question`,
+    `choices` and, except for test, `correct_choice_idx`, as multiple choice.
+
+    Args:
+        json_path: the split's JSON file.
+        image_root: the folder of the COCO 2017 images `{image_id:012d}.jpg` (`train2017/`, `val2017/`, ...).
+        augment: the reference's training rows: one row per option position, the correct answer swapped with the
+            option at that position (`id`: `"{question_id}-{position}"`); needs `correct_choice_idx`.
+        source, skip_bad, report, check_images: see the module docstring.
+
+    Returns:
+        One `multiple_choice` row per question (`id`: the question id) with `question`, `choices` (the file's
+        order) and `answer` (`correct_choice_idx`, `None` for test).
+    """
+    if not isinstance(augment, bool):
+        raise ValueError(f"augment must be a bool, got {augment!r}.")
+    collector = _Collector(json_path, source, image_root, skip_bad, report, check_images)
+    records = _read_json(json_path, list, "a JSON list of questions")
+
+    def parse(record: _Record) -> list[dict]:
+        question_id = record.set_id(record.get("question_id", "id"))
+        image_id = record.get("image_id", "integer")
+        choices = _AOKVQA_CHOICES_FIXED.get(question_id) or record.get("choices", "list")
+        if len(choices) < 2:
+            record.fail("choices", f"must hold at least 2 options, got {_short(choices)}")
+        choices = [record.check(f"choices[{n}]", choice, "text") for n, choice in enumerate(choices)]
+        answer = record.get("correct_choice_idx", "integer", required=augment)
+        if answer is not None and not 0 <= answer < len(choices):
+            record.fail("correct_choice_idx", f"is {answer}, but there are {len(choices)} choices")
+        row = {
+            "id": question_id,
+            "source": source,
+            "task": "multiple_choice",
+            "image": record.image(f"{image_id:012d}.jpg"),
+            "question": record.get("question", "text"),
+            "choices": choices,
+            "answer": answer,
+        }
+        if not augment:
+            return [row]
+        rows = []
+        for position in range(len(choices)):
+            swapped = list(choices)
+            swapped[position], swapped[answer] = choices[answer], choices[position]
+            rows.append({**row, "id": f"{question_id}-{position}", "choices": swapped, "answer": position})
+        return rows
+
+    rows = []
+    for index, data in enumerate(records):
+        rows.extend(collector.parse(index, data, parse) or [])
+    columns = ("id", "source", "task", "image", "question", "choices", "answer")
+    return collector.finish(rows, _columns(*columns, choices=_TEXT_CHOICES, answer=Value("int64")))
 
 
 __all__ = [
@@ -349,4 +496,5 @@ __all__ = [
     "load_vsr",
     "load_ai2d",
     "load_visual7w",
+    "load_aokvqa",
 ]

@@ -9,6 +9,11 @@ block, its markers, the instruction, questions, options or padding. How the loss
 `loss_reduction`: `"token"` (default, transformers' convention) or `"sample"` (each sample's mean, then the mean over
 samples, as the reference trained).
 
+An example with `keep_case` set (AI2D, DocVQA and InfographicVQA rows, whose questions name labels and text in the
+image by their case) is written without lower-casing (`normalize_text="keep_case"`) when the processor normalizes
+text, as the reference wrote them and as vlmamba's evaluation prompts them; with `normalize_text=False` it is written
+as given, like every other example.
+
 A sample can end up with no supervised token (a `max_length` that cuts its whole answer): it trains nothing, and a
 batch of such samples is a step with loss 0. The collator logs a warning for every batch that holds one, naming the
 samples by their `id` (or their position in the batch, for examples without one).
@@ -65,7 +70,10 @@ class VLMambaDataCollator:
             image = open_image(image, row=name)
         if image is not None:
             example = {**example, "image": image}
-        return self.processor.encode_example(example, image=image, max_length=self.max_length, index=index)
+        variant = {}
+        if example.get("keep_case") is True and self.processor.normalize_text is True:
+            variant["normalize_text"] = "keep_case"
+        return self.processor.encode_example(example, image=image, max_length=self.max_length, index=index, **variant)
 
     def __call__(self, examples: list[dict]) -> BatchFeature:
         encoded = [self.encode(example, index) for index, example in enumerate(examples)]

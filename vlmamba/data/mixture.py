@@ -11,6 +11,9 @@ from datasets import Dataset, Features, Value, concatenate_datasets
 from .records import _short
 
 
+# A source's weight that is its number of rows: such sources are concatenated, as the reference built its mixture.
+ROWS_WEIGHT = "rows"
+
 try:  # datasets >= 4.7
     from datasets import Json
 except ImportError:  # pragma: no cover
@@ -65,9 +68,13 @@ def mix_sources(datasets_with_weights, seed: int, num_samples: int | None = None
     still build the same prompts: `build_prompt` treats `None` as missing). A column with different types in
     different datasets is stored as JSON and reads back each row's own value (see `_unify`).
 
+    A weight may be `"rows"` (`ROWS_WEIGHT`): the dataset's number of rows. When every weight is `"rows"` and
+    `num_samples` is not given, the mixture is the concatenation of the datasets, every row exactly once, in a seeded
+    random order: the reference's stage-2 mixture (a source listed twice is in it twice).
+
     Args:
-        datasets_with_weights: `(dataset, weight)` pairs; weights are non-negative numbers, not all 0 (datasets
-            with weight 0 are left out).
+        datasets_with_weights: `(dataset, weight)` pairs; weights are non-negative numbers or `"rows"`, not all 0
+            (datasets with weight 0 are left out).
         seed: the random seed.
         num_samples: the mixture's length; by default the total length of the datasets of positive weight.
 
@@ -79,13 +86,20 @@ def mix_sources(datasets_with_weights, seed: int, num_samples: int | None = None
         raise ValueError("datasets_with_weights is empty; pass (dataset, weight) pairs.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {seed!r}.")
-    datasets, weights = [], []
+    datasets, weights, rows_weights = [], [], 0
     for position, pair in enumerate(pairs):
         if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not isinstance(pair[0], Dataset):
             raise ValueError(f"datasets_with_weights[{position}] must be a (Dataset, weight) pair, got {_short(pair)}.")
         dataset, weight = pair
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"The weight of dataset {position} must be a finite number >= 0, got {weight!r}.")
+        if weight == ROWS_WEIGHT:
+            weight = len(dataset)
+            rows_weights += 1
+        elif (
+            isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0
+        ):
+            raise ValueError(
+                f"The weight of dataset {position} must be a finite number >= 0 or {ROWS_WEIGHT!r}, got {weight!r}."
+            )
         if weight == 0:
             continue
         if len(dataset) == 0:
@@ -101,8 +115,12 @@ def mix_sources(datasets_with_weights, seed: int, num_samples: int | None = None
         raise ValueError(f"num_samples must be a positive integer or None, got {num_samples!r}.")
 
     rng = np.random.default_rng(seed)
-    probabilities = np.asarray(weights) / sum(weights)
-    picks = rng.choice(len(datasets), size=int(num_samples), p=probabilities)
+    concatenation = rows_weights == len(pairs) and num_samples == sum(lengths)
+    if concatenation:
+        picks = rng.permutation(np.repeat(np.arange(len(datasets)), lengths))
+    else:
+        probabilities = np.asarray(weights) / sum(weights)
+        picks = rng.choice(len(datasets), size=int(num_samples), p=probabilities)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     indices = np.empty(int(num_samples), dtype=np.int64)
     for number, length in enumerate(lengths):

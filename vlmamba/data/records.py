@@ -36,6 +36,8 @@ FIELD_FEATURES = {
     "box": [Value("float64")],
     "ocr": [[Value("string")]],
     "relation": Value("string"),
+    # Written without lower-casing by the collator (see `vlmamba.data.collator`).
+    "keep_case": Value("bool"),
 }
 _TEXT_CHOICES = [Value("string")]
 _BOX_CHOICES = [[Value("float64")]]
@@ -303,6 +305,46 @@ def _xywh_to_xyxy(record: _Record, label: str, bbox, image_size=None, clamp_nega
             record.fail(label, f"{_short(list(bbox))} lies outside the {image_width}x{image_height} image")
         box = [min(max(value, 0.0), limit) for value, limit in zip(box, limits)]
     return box
+
+
+def _check_max_per_row(max_per_row) -> None:
+    """Packing loaders' `max_per_row`: a positive number of turns per row, or `None` for all of an image's."""
+    if max_per_row is None:
+        return
+    if isinstance(max_per_row, bool) or not isinstance(max_per_row, int) or max_per_row < 1:
+        raise ValueError(f"max_per_row must be a positive integer or None, got {max_per_row!r}.")
+
+
+def _chunks(items: list, size: int | None) -> list[list]:
+    """`items` in consecutive groups of `size` (all in one group when `size` is `None`)."""
+    size = size or max(len(items), 1)
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _check_pack(pack, max_per_row) -> None:
+    if not isinstance(pack, bool):
+        raise ValueError(f"pack must be a bool, got {pack!r}.")
+    _check_max_per_row(max_per_row)
+
+
+def _pack_by_image(rows: list[dict], fields: Mapping[str, str], max_per_row: int | None, drop=()) -> list[dict]:
+    """Rows of one turn each -> rows of several turns about one image, as the reference trained: the rows of each
+    `image` in first-seen order, in groups of up to `max_per_row`; each field `single` of `fields` becomes the list
+    `fields[single]` (the multi-turn form of `vlmamba.models.tasks`), the columns `drop` (per-turn columns without a
+    packed form) are left out, the other columns are the group's first row's, and the `id` is
+    `"{image file stem}-{n}"` (`n` counts the image's groups)."""
+    by_image: dict = {}
+    for row in rows:
+        by_image.setdefault(row["image"], []).append(row)
+    packed = []
+    for image, image_rows in by_image.items():
+        stem = os.path.splitext(os.path.basename(image))[0]
+        for number, group in enumerate(_chunks(image_rows, max_per_row)):
+            row = {key: value for key, value in group[0].items() if key not in fields and key not in drop}
+            row["id"] = f"{stem}-{number}"
+            row.update({plural: [item[single] for item in group] for single, plural in fields.items()})
+            packed.append(row)
+    return packed
 
 
 __all__ = [

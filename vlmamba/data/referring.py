@@ -7,9 +7,9 @@ input"."""
 import pickle
 from collections.abc import Mapping
 
-from datasets import Dataset
+from datasets import Dataset, Value
 
-from .records import _Collector, _columns, _read_json, _Record, _top_list, _xywh_to_xyxy
+from .records import _check_pack, _Collector, _columns, _pack_by_image, _read_json, _Record, _top_list, _xywh_to_xyxy
 
 
 def load_refcoco(
@@ -19,6 +19,7 @@ def load_refcoco(
     split: str,
     *,
     per_object: bool = False,
+    pack: bool = False,
     source: str = "refcoco",
     skip_bad: bool = False,
     report: list | None = None,
@@ -35,16 +36,21 @@ def load_refcoco(
         split: a value of the refs' `split` field: `"train"`, `"val"`, `"testA"`, `"testB"` or `"test"`.
         per_object: one row per object with its last sentence, as the reference's evaluation; by default every
             sentence is a row (the standard protocol, and the training rows).
+        pack: the reference's training rows: one row per image holding every object of the split with its last
+            sentence (an object named by several refs: the last ref's), in the refs' order, as `expressions` and
+            `boxes` (one grounding turn each).
         source, skip_bad, report, check_images: see the module docstring.
 
     Returns:
         `grounding` rows (`id`: `"{ref_id}-{sent_id}"`, or the ref id with `per_object`) with `expression`, `box`
         (pixel XYXY, clipped to the image when it ends less than a pixel past it) and `image_size` (height, width).
+        With `pack`, one row per image (`id`: `"{file stem}-0"`) with lists `expressions` and `boxes`.
     """
     if not isinstance(split, str) or not split:
         raise ValueError(f"split must be a refs split name such as 'train' or 'testA', got {split!r}.")
     if not isinstance(per_object, bool):
         raise ValueError(f"per_object must be a bool, got {per_object!r}.")
+    _check_pack(pack, None)
     collector = _Collector(refs_pickle, source, image_root, skip_bad, report, check_images)
     try:
         with open(refs_pickle, "rb") as file:
@@ -106,9 +112,11 @@ def load_refcoco(
         box = _xywh_to_xyxy(record, f"annotations[id={ann_id}].bbox{where}", bbox, image_size)
         file_name = record.get("file_name", "text", image, f"images[id={image_id}].file_name{where}")
         path = record.image(file_name, expected_size=image_size)
-        if per_object:
+        if per_object or pack:
             expressions = [(record.id, expressions[-1][1])]
         row = {"source": source, "task": "grounding", "image": path, "image_size": image_size, "box": box}
+        if pack:
+            row["ann_id"] = ann_id
         return [{**row, "id": key, "expression": text} for key, text in expressions]
 
     rows = []
@@ -116,6 +124,16 @@ def load_refcoco(
         rows.extend(collector.parse(index, data, parse) or [])
     if split not in seen:
         raise ValueError(f"{refs_pickle}: no ref is in split {split!r}; the file has {sorted(seen)}.")
+    if pack:
+        # One entry per object: a later ref of the same annotation replaces the earlier one, as in the reference.
+        by_object = {}
+        for row in rows:
+            by_object[row["ann_id"]] = row
+        fields = {"expression": "expressions", "box": "boxes"}
+        rows = _pack_by_image(list(by_object.values()), fields, None, drop=("ann_id",))
+        columns = _columns("id", "source", "task", "image", "image_size")
+        columns.update(expressions=[Value("string")], boxes=[[Value("float64")]])
+        return collector.finish(rows, columns)
     return collector.finish(rows, _columns("id", "source", "task", "image", "image_size", "expression", "box"))
 
 

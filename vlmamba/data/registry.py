@@ -8,10 +8,11 @@ from collections.abc import Callable
 from datasets import Dataset
 
 from .captions import load_coco_captions, load_llava, load_nocaps, load_textcaps
-from .choice import load_ai2d, load_visual7w, load_vsr
+from .choice import load_ai2d, load_aokvqa, load_visual7w, load_vsr
 from .referring import load_refcoco
+from .regions import load_grit, load_visual_genome
 from .vl_benchmarks import load_mmbench, load_mme, load_scienceqa
-from .vqa import load_gqa, load_pope, load_textvqa, load_vqav2
+from .vqa import load_docvqa, load_gqa, load_infovqa, load_ocrvqa, load_pope, load_textvqa, load_vqav2
 
 
 def _preset(loader: Callable, **defaults) -> Callable:
@@ -39,6 +40,12 @@ SOURCES = {
     "pope": load_pope,
     "ai2d": load_ai2d,
     "visual7w": load_visual7w,
+    "aokvqa": load_aokvqa,
+    "ocrvqa": load_ocrvqa,
+    "docvqa": load_docvqa,
+    "infovqa": load_infovqa,
+    "visual_genome": load_visual_genome,
+    "grit": load_grit,
     "scienceqa": load_scienceqa,
     "mme": load_mme,
     "mmbench": load_mmbench,

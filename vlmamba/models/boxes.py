@@ -4,6 +4,11 @@
 Boxes are XYXY. In pixels they refer to the original image; written in a prompt or a target they are normalized to
 [0, 1] by the original width and height (images are squashed to a square, so this is also their position in the
 model's input). Image sizes are `(height, width)`, as transformers' `post_process_*` methods take them.
+
+Two ways of computing the normalized value exist (`BoxFormat.reference_size`): the direct `x / W`, and the
+reference's `(x * (S / W)) / S` (the box scaled to the S x S model input, then divided by S). They are the same
+number up to float rounding, which is enough to move about 1% of two-decimal coordinates of integer pixel boxes by
+0.01 (a value on a rounding tie, such as 48 / 640 = 0.075, lands on either side).
 """
 
 import math
@@ -17,6 +22,8 @@ BOX_FORMATS = ("text", "location")
 # Location tokens are `<loc_0>` ... `<loc_{bins - 1}>`, one per coordinate (x1, y1, x2, y2).
 LOCATION_TOKEN_PREFIX = "<loc_"
 DEFAULT_LOCATION_BINS = 1000
+# The reference's image size: its boxes were scaled to the 336 x 336 model input before being divided by 336.
+REFERENCE_IMAGE_SIZE = 336
 
 
 @dataclass(frozen=True)
@@ -29,11 +36,16 @@ class BoxFormat:
             equal bins of [0, 1].
         num_bins: number of location tokens (location format only).
         decimals: decimals of the text format.
+        reference_size: `None` normalizes a pixel box directly (`x / W`, `y / H`); an image size `S` computes it the
+            reference's way, `(x * (S / W)) / S` (see the module docstring; `REFERENCE_IMAGE_SIZE` for the paper's
+            models), and writes a box that reaches past the right or bottom border of the image as it is, with values
+            above 1, as the reference wrote its Visual7W pointing and Visual Genome boxes.
     """
 
     kind: str = "text"
     num_bins: int = DEFAULT_LOCATION_BINS
     decimals: int = BOX_DECIMALS
+    reference_size: int | None = None
 
     def __post_init__(self):
         if self.kind not in BOX_FORMATS:
@@ -42,6 +54,9 @@ class BoxFormat:
             raise ValueError(f"num_bins must be an integer >= 2, got {self.num_bins!r}.")
         if not isinstance(self.decimals, int) or not 1 <= self.decimals <= 6:
             raise ValueError(f"decimals must be an integer in [1, 6], got {self.decimals!r}.")
+        size = self.reference_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f"reference_size must be a positive image size in pixels or None, got {size!r}.")
 
 
 def location_tokens(num_bins: int = DEFAULT_LOCATION_BINS) -> list[str]:
@@ -73,20 +88,28 @@ def _as_size(image_size, name: str) -> tuple[float, float]:
     return height, width
 
 
-def normalize_box(box, image_size, clip: bool = False, name: str = "box") -> tuple[float, float, float, float]:
+def normalize_box(
+    box, image_size, clip: bool = False, name: str = "box", reference_size: int | None = None
+) -> tuple[float, float, float, float]:
     """Pixel XYXY box of an image of `image_size` `(height, width)` -> XYXY in [0, 1].
 
-    A box reaching outside the image is an error unless `clip`, which clips it to the image first.
+    A box reaching outside the image is an error unless `clip`, which clips it to the image first. With
+    `reference_size` `S` the values are computed as the reference did, `(x * (S / W)) / S`, and a box reaching past
+    the right or bottom border is kept as it is (values above 1); negative coordinates are still an error.
     """
     x1, y1, x2, y2 = as_box(box, name)
     height, width = _as_size(image_size, f"image size of {name}")
     if clip:
         x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
         y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
-    elif x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+    elif x1 < 0 or y1 < 0 or (reference_size is None and (x2 > width or y2 > height)):
         raise ValueError(
             f"{name} {box!r} lies outside the {width:g}x{height:g} (width x height) image; pass clip=True to clip it."
         )
+    if reference_size is not None:
+        # The reference scales the box by the resize factors, then divides by the resized size.
+        x_scale, y_scale = reference_size / width, reference_size / height
+        return tuple(value * scale / reference_size for value, scale in zip((x1, y1, x2, y2), (x_scale, y_scale) * 2))
     return x1 / width, y1 / height, x2 / width, y2 / height
 
 
@@ -98,10 +121,13 @@ def denormalize_box(box, image_size) -> tuple[float, float, float, float]:
 
 
 def format_box(box, box_format: BoxFormat | None = None) -> str:
-    """Writes a normalized XYXY box (values in [0, 1]) in `box_format` (the reference text format by default)."""
+    """Writes a normalized XYXY box (values in [0, 1]) in `box_format` (the reference text format by default). A
+    format with `reference_size` also writes values above 1 (a box past the right or bottom border, see `BoxFormat`);
+    location tokens put them in the last bin."""
     box_format = box_format or BoxFormat()
     values = as_box(box, "box")
-    if not all(0.0 <= value <= 1.0 for value in values):
+    upper = math.inf if box_format.reference_size is not None else 1.0
+    if not all(0.0 <= value <= upper for value in values):
         raise ValueError(f"box {box!r} is not normalized to [0, 1]; use normalize_box for pixel boxes.")
     if box_format.kind == "location":
         bins = box_format.num_bins
@@ -378,6 +404,7 @@ __all__ = [
     "BOX_FORMATS",
     "DEFAULT_LOCATION_BINS",
     "LOCATION_TOKEN_PREFIX",
+    "REFERENCE_IMAGE_SIZE",
     "BoxFormat",
     "as_box",
     "location_tokens",

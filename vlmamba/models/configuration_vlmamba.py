@@ -108,8 +108,8 @@ class VLMambaConfig(PreTrainedConfig):
         loss_reduction (`str`, *optional*, defaults to `"token"`):
             How the training loss averages the cross-entropy: `"token"`, over all supervised tokens of the batch
             (transformers' convention; exact under gradient accumulation), or `"sample"`, over each sample's
-            supervised tokens and then over the samples, as the reference trained (short answers weigh as much as
-            long ones).
+            supervised tokens and then over the samples, a sample without supervised tokens counting as 0, as the
+            reference trained (short answers weigh as much as long ones).
         freeze_vision_tower (`bool`, *optional*, defaults to `True`):
             Freeze the vision tower's parameters (and keep it in eval mode) when the model is built.
         use_cache (`bool`, *optional*, defaults to `True`):

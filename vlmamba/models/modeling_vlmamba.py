@@ -393,7 +393,8 @@ def _cached_ids(cache: Cache | None) -> torch.Tensor | None:
 
 
 def per_sample_loss(logits: torch.Tensor, labels: torch.LongTensor, ignore_index: int = -100) -> torch.Tensor:
-    """Next-token cross-entropy averaged over each sample's supervised tokens, then over the samples that have any.
+    """Next-token cross-entropy averaged over each sample's supervised tokens, then over the batch's samples, a
+    sample without supervised tokens counting as 0 (as the reference trained).
 
     logits: `(batch, length, vocab)`; labels: `(batch, length)`, aligned with the inputs (shifted here).
     """
@@ -403,10 +404,7 @@ def per_sample_loss(logits: torch.Tensor, labels: torch.LongTensor, ignore_index
         logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=ignore_index, reduction="none"
     ).view(targets.shape)
     counts = (targets != ignore_index).sum(dim=1)
-    has_tokens = counts > 0
-    if not has_tokens.any():
-        return losses.sum() * 0.0
-    return (losses.sum(dim=1)[has_tokens] / counts[has_tokens]).mean()
+    return (losses.sum(dim=1) / counts.clamp(min=1)).mean()
 
 
 class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):

@@ -15,7 +15,8 @@ Fields common to all tasks:
 - `boxes_normalized`: `True` when the boxes are already XYXY in [0, 1] (no image size needed then).
 
 Boxes are XYXY in pixels of the original image unless `boxes_normalized`. They are normalized by the image size and
-written with `vlmamba.grounding.format_box`, `[x1,y1,x2,y2]` with two decimals by default.
+written with `vlmamba.models.boxes.format_box`, `[x1,y1,x2,y2]` with two decimals by default; a box format with
+`reference_size` normalizes them with the reference's arithmetic (`boxes.BoxFormat`).
 
 Fields per task (a target field may be left out when `for_generation=True`):
 
@@ -278,7 +279,8 @@ class _Example:
         if not normalized:
             image_size = self.image_size(label)
             try:
-                value = normalize_box(value, image_size, name=f"field {label!r}")
+                reference_size = None if self.box_format is None else self.box_format.reference_size
+                value = normalize_box(value, image_size, name=f"field {label!r}", reference_size=reference_size)
             except ValueError as error:
                 raise self.error(str(error)) from None
         try:
