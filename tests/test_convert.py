@@ -307,8 +307,11 @@ def test_raw_mamba_ssm_language_model_converts_to_transformers_mamba(tmp_path):
         "d_model": WIDTH, "n_layer": LAYERS, "vocab_size": 50277, "ssm_cfg": {}, "rms_norm": True,
         "residual_in_fp32": True, "fused_add_norm": True, "pad_vocab_size_multiple": 8,
     }))
-    convert_checkpoint(source, tmp_path / "converted")
-    model = AutoModelForCausalLM.from_pretrained(tmp_path / "converted", dtype=torch.float32).eval()
+    from vlmamba.cli import main
+
+    assert main(["convert", str(source), str(tmp_path / "converted"), "--dtype", "float32"]) == 0
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "converted").eval()
+    assert model.dtype == torch.float32
     assert model.config.model_type == "mamba" and model.config.vocab_size == VOCAB
     ids = torch.tensor([TEXT + TEXT[::-1]])
     weights = _as_float(state)
@@ -389,3 +392,27 @@ def test_published_scores_are_the_table_of_the_results_page():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         table[cells[0]] = dict(zip(header, map(float, cells[1:]), strict=True))
     assert {MODEL_NAMES[repo]: scores for repo, scores in PAPER_SCORES.items()} == table
+
+
+def test_cli_converts_a_published_checkpoint_into_a_folder_ready_to_push(tmp_path, capsys):
+    from huggingface_hub import ModelCard
+
+    from vlmamba.cli import main
+    from vlmamba.hub import check_folder
+
+    gpt_neox_like_tokenizer().save_pretrained(tmp_path / "tokenizer")
+    # A local copy of a published repo, under the repo's name; the tiny tower needs its config given.
+    source = write_checkpoint(tmp_path / "finetuned_mambavl_790m", reference_mamba_vl_state(), MAMBA_VL_CONFIG)
+    destination = tmp_path / "converted"
+    convert_checkpoint(source, destination, tokenizer=tmp_path / "tokenizer", vision_config=VISION_CONFIG,
+                       repo_id="someone/mambavl-790m")
+    card = ModelCard.load(destination / "README.md")
+    assert card.data.pipeline_tag == "image-text-to-text" and card.data.base_model == ["gpantaz/finetuned_mambavl_790m"]
+    assert "2409.05395" in card.text and "Mamba-VL-790M" in card.text
+    coco = [result for result in card.data.eval_results if result.dataset_type == "coco"]
+    assert [result.metric_value for result in coco] == [133.81]
+    assert check_folder(destination, repo_id="someone/mambavl-790m") == []
+
+    # The command line: errors are one line and exit 2.
+    assert main(["convert", str(tmp_path / "nothing-here"), str(tmp_path / "out")]) == 2
+    assert "nothing-here" in capsys.readouterr().err

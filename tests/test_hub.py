@@ -80,13 +80,18 @@ def test_save_pretrained_writes_code_and_auto_map(saved):
     assert shipped == {path.name for path in MODELS_DIR.glob("*.py")} - {"__init__.py"}
 
 
-def _run_without_vlmamba(code: str) -> dict:
-    """Runs `code` (which prints one JSON line last) in a Python process in which `import vlmamba` fails."""
+def stdout_without_vlmamba(code: str) -> str:
+    """Runs `code` in a Python process in which `import vlmamba` fails, offline, and returns what it printed."""
     script = "import sys\nsys.modules['vlmamba'] = None\n" + code
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tempfile.gettempdir(),
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return result.stdout
+
+
+def _run_without_vlmamba(code: str) -> dict:
+    """`stdout_without_vlmamba` of `code` that prints one JSON line last: that line, parsed."""
+    return json.loads(stdout_without_vlmamba(code).strip().splitlines()[-1])
 
 
 def test_a_headless_model_saves_a_folder_that_loads_as_remote_code(saved, tmp_path):

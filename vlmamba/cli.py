@@ -178,6 +178,56 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _convert(args) -> int:
+    import torch
+
+    from .convert import convert_checkpoint
+
+    destination = convert_checkpoint(
+        args.source,
+        args.destination,
+        tokenizer=args.tokenizer,
+        base_model=args.base_model,
+        dtype=getattr(torch, args.dtype) if args.dtype else None,
+        max_shard_size=args.max_shard_size,
+        repo_id=args.repo_id,
+    )
+    print(f"Converted {args.source} into {destination}.")
+    return 0
+
+
+def _check(args) -> int:
+    from .hub import check_folder
+
+    problems = check_folder(args.folder, repo_id=args.repo_id)
+    if not problems:
+        print(f"{args.folder}: ready to push (config, code, weights, processor, tokenizer and card; it loads and "
+              "generates as remote code without vlmamba).")
+        return 0
+    print(f"{args.folder}: {len(problems)} problem(s):")
+    for problem in problems:
+        print(f"  - {problem}")
+    return 1
+
+
+def _push(args) -> int:
+    from .hub import push_folder
+
+    commit = push_folder(
+        args.folder,
+        args.repo_id,
+        private=args.private or None,
+        revision=args.revision,
+        commit_message=args.commit_message,
+        commit_description=args.commit_description,
+        create_pr=args.create_pr,
+        exclude=args.exclude,
+        force=args.force,
+    )
+    print(f"Pushed {args.folder} to {args.repo_id}: {commit.pr_url or commit.commit_url}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="vlmamba", description="Mamba-VL and Pythia-VL tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -276,6 +326,45 @@ def main(argv=None) -> int:
     )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_evaluate)
+
+    convert = commands.add_parser(
+        "convert", help="Convert a published Mamba-VL / Pythia-VL checkpoint (or a raw mamba-ssm Mamba) into a folder "
+        "from_pretrained loads."
+    )
+    convert.add_argument("source", help="the checkpoint's folder, or its Hub id (downloaded when online)")
+    convert.add_argument("destination", help="the output folder")
+    convert.add_argument("--tokenizer", help="tokenizer folder or Hub id saved with the model (none ships with the "
+                         "paper's checkpoints: EleutherAI/gpt-neox-20b); with it a processor and a model card are "
+                         "written")
+    convert.add_argument("--base-model", help="for a Pythia-VL checkpoint without config.json: its base model's Hub id "
+                         "or folder (default: Pythia's config of the checkpoint's width and depth)")
+    convert.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="cast the weights (default: keep)")
+    convert.add_argument("--max-shard-size", default="5GB", help="largest weight file of the output (default 5GB)")
+    convert.add_argument("--repo-id", help="the Hub repo the folder is for, named by the model card")
+    convert.set_defaults(func=_convert)
+
+    check = commands.add_parser(
+        "check", help="Check that a saved folder is complete for the Hub and loads as remote code without vlmamba."
+    )
+    check.add_argument("folder", help="the folder save_pretrained and write_model_card wrote")
+    check.add_argument("--repo-id", help="the repo it is for: the model card's usage code must load it")
+    check.set_defaults(func=_check)
+
+    push = commands.add_parser(
+        "push", help="Check a saved folder (as `vlmamba check`) and upload it to a model repo on the Hugging Face Hub."
+    )
+    push.add_argument("folder", help="the folder to upload")
+    push.add_argument("repo_id", help="owner/name of the model repo (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repo private (an existing one keeps its "
+                      "visibility)")
+    push.add_argument("--revision", help="the branch to commit to, created from main if missing (default: main)")
+    push.add_argument("--commit-message", help="default: 'Upload <folder name> with vlmamba'")
+    push.add_argument("--commit-description")
+    push.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    push.add_argument("--exclude", action="append", metavar="PATTERN",
+                      help="a glob of files not to upload (e.g. 'checkpoint-*'); repeatable")
+    push.add_argument("--force", action="store_true", help="upload even if the check finds problems")
+    push.set_defaults(func=_push)
     args, extra = parser.parse_known_args(argv)
     if args.command == "train":
         args.train_args = extra

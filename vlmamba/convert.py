@@ -22,6 +22,7 @@ from accelerate import init_empty_weights
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer, MambaConfig, MambaForCausalLM
+from transformers.utils import logging
 
 from .builder import _normalization, set_generation_defaults
 from .models.configuration_vlmamba import EVA02_VISION_CONFIG, MambaVLConfig, PythiaVLConfig
@@ -29,6 +30,8 @@ from .models.image_processing_vlmamba import VLMambaImageProcessor
 from .models.modeling_vlmamba import MambaVLForConditionalGeneration, PythiaVLForConditionalGeneration
 from .models.processing_vlmamba import FREE_PROMPT_MAX_NEW_TOKENS, VLMambaProcessor
 
+
+logger = logging.get_logger(__name__)
 
 # The reference's model classes, as its config.json files name them in `architectures`.
 REFERENCE_ARCHITECTURES = {"VLMambaCLIPLMHeadModel": "mamba_vl", "VLCLIPGPTNeoXForCausalLM": "pythia_vl"}
@@ -389,6 +392,8 @@ def convert_checkpoint(
     vision_config: dict | None = None,
     dtype: torch.dtype | None = None,
     max_shard_size: str | int = "5GB",
+    repo_id: str | None = None,
+    paper_checkpoint: str | None = None,
 ) -> Path:
     r"""
     Converts a checkpoint folder (or Hub repo id) of the paper's reference code, or a raw mamba-ssm language model,
@@ -408,6 +413,10 @@ def convert_checkpoint(
         dtype (`torch.dtype`, *optional*): Cast the weights (default: keep the checkpoint's dtype, bf16 for the
             paper's).
         max_shard_size: Largest weight shard of the output.
+        repo_id (`str`, *optional*): The Hub repo the converted folder is for, named by its model card's usage code.
+        paper_checkpoint (`str`, *optional*): Which of `PAPER_CHECKPOINTS` the source is (default: the source itself,
+            or a local folder of the same name). With a tokenizer, a vision-language checkpoint gets a model card
+            (`README.md`) that cites the paper, with the scores it reports for the stage-2 checkpoints.
 
     Returns:
         The destination folder.
@@ -468,7 +477,45 @@ def convert_checkpoint(
     model.save_pretrained(destination, max_shard_size=max_shard_size)
     if processor is not None:
         processor.save_pretrained(destination)
+        _write_card(destination, model, processor, paper_checkpoint or _paper_checkpoint(source), repo_id)
+    else:
+        logger.warning(
+            "No tokenizer given: %s holds no processor and no model card; convert again with a tokenizer "
+            "(GPT-NeoX-20B's for the paper's models) to generate with it or publish it.", destination
+        )
     return destination
+
+
+def _paper_checkpoint(source) -> str | None:
+    """The published checkpoint a source is: its Hub id, or a local folder named like one."""
+    name = str(source).rstrip("/")
+    return next((repo for repo in PAPER_CHECKPOINTS if name == repo or Path(name).name == repo.split("/")[1]), None)
+
+
+def _write_card(destination: Path, model, processor, checkpoint: str | None, repo_id: str | None) -> None:
+    """The converted folder's model card: the paper cited, its reported scores for a stage-2 checkpoint (POPE is
+    left out: the paper does not say which subset its single POPE column is)."""
+    from .evaluation.published import MODEL_NAMES, PAPER_SCORES
+    from .model_card import PAPER_CITATION, write_model_card
+
+    family = "Mamba-VL" if model.config.model_type == "mamba_vl" else "Pythia-VL"
+    if checkpoint is None:
+        title, description, scores = f"{family} (converted)", None, None
+    else:
+        stage = "stage 1 (alignment)" if "/pretrained_" in checkpoint else "stage 2 (instruction tuning)"
+        name = MODEL_NAMES.get(checkpoint.replace("/pretrained_", "/finetuned_"), family)
+        title = f"{name}, {stage}"
+        scores = {key: value for key, value in PAPER_SCORES.get(checkpoint, {}).items() if key != "pope"} or None
+        description = (
+            f"`{checkpoint}`, the {stage} checkpoint of {name} from the paper, converted with "
+            "`vlmamba convert`: the same weights, computing what the reference code computed (LayerNorm blocks for "
+            "Mamba-VL)."
+        )
+    base_model = [checkpoint] if checkpoint else None  # the Hub relation of a converted copy to its source
+    write_model_card(
+        destination, model, processor, title=title, description=description, repo_id=repo_id,
+        paper_scores=scores, citation=PAPER_CITATION, base_model=base_model,
+    )
 
 
 __all__ = [

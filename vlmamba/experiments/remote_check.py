@@ -29,8 +29,10 @@ def generate_without_vlmamba(folder, examples: list[dict], work_dir, batch_size:
         desc: names the files and the progress bar.
 
     Returns:
-        `{"class", "module", "outputs"}`: the loaded class and its module, and per example the answer of
-        `generate_answers` (`prompt`, `tokens`, `text`, `phrases`, `boxes`, `boxes_normalized`).
+        `{"class", "module", "missing_keys", "unexpected_keys", "outputs"}`: the loaded class and its module, the
+        weights the model expected but the folder lacks and those it holds but the model has no place for (both
+        empty for a complete folder), and per example the answer of `generate_answers` (`prompt`, `tokens`, `text`,
+        `phrases`, `boxes`, `boxes_normalized`).
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -59,14 +61,17 @@ def _answer_examples(folder: str, examples_path: str, answers_path: str) -> None
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     request = json.loads(Path(examples_path).read_text())
-    model = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True).eval()
+    model, loading = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True,
+                                                                 output_loading_info=True)
+    model.eval()
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
     # The folder's own copy of the inference path, from the module its processor was loaded from.
     generate_answers = sys.modules[type(processor).__module__].generate_answers
     answers = generate_answers(model, processor, request["examples"], batch_size=request["batch_size"],
                                progress=True, desc=request["desc"])
+    keys = {kind: sorted(loading.get(kind) or []) for kind in ("missing_keys", "unexpected_keys")}
     Path(answers_path).write_text(json.dumps({"class": type(model).__name__, "module": type(model).__module__,
-                                              "outputs": answers}))
+                                              **keys, "outputs": answers}))
 
 
 __all__ = ["generate_without_vlmamba"]
