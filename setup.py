@@ -34,7 +34,8 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8,<10", "pytest-xdist<4", "hypothesis<7", "ruff<0.18"],
-        "cuda": ["mamba-ssm>=2.2", "causal-conv1d>=1.4"],
+        # No `cuda` extra: mamba-ssm and causal-conv1d build against the installed torch, so they are installed after
+        # it with `--no-build-isolation` (README, "Installing the CUDA kernels").
     },
     entry_points={"console_scripts": ["vlmamba=vlmamba.cli:main"]},
 )

@@ -11,8 +11,9 @@ from PIL import Image
 from transformers import MambaConfig, MambaForCausalLM
 
 import vlmamba.models.mamba_kernels as mamba_kernels
-from tests.tiny import make_model, make_processor
+from tests.tiny import FAMILIES, make_model, make_processor
 from vlmamba.models.mamba_kernels import scan_implementation
+from vlmamba.models.modeling_vlmamba import RECURRENT_TEXT_MODEL_TYPES
 from vlmamba.models.selective_scan import selective_scan_sequential
 
 
@@ -87,7 +88,7 @@ def test_the_initial_state_correction_is_the_scan_from_that_state(monkeypatch, b
     )
 
 
-@pytest.mark.parametrize("family", ["mamba", "pythia"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_an_image_encoded_once_answers_several_questions(family):
     processor = make_processor()
     model = make_model(family, processor).eval()
@@ -104,12 +105,13 @@ def test_an_image_encoded_once_answers_several_questions(family):
             full = processor(images=[image], text=["<image>" + question], return_tensors="pt")
             expected = model(**full).logits[:, start:]
             new = full["input_ids"][:, start:]
-            found = model(input_ids=new, attention_mask=full["attention_mask"] if family == "pythia" else None,
+            mask = None if family in RECURRENT_TEXT_MODEL_TYPES else full["attention_mask"]
+            found = model(input_ids=new, attention_mask=mask,
                           cache=copy.deepcopy(cache), use_cache=True).logits
             torch.testing.assert_close(found, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["mamba", "pythia"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_chunked_prefill_of_many_images_gives_the_logits_and_cache_of_one_forward(family):
     processor = make_processor()
     model = make_model(family, processor).eval()
@@ -125,10 +127,11 @@ def test_chunked_prefill_of_many_images_gives_the_logits_and_cache_of_one_forwar
     following = torch.tensor([[5, 9], [6, 2]])
     mask = torch.cat([inputs["attention_mask"], torch.ones_like(following)], dim=1)
     # Pythia-VL's positions count real tokens, as generate() numbers a left-padded prompt.
-    positions = {} if family == "mamba" else {"position_ids": (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)}
+    positions = {} if family in RECURRENT_TEXT_MODEL_TYPES else {
+        "position_ids": (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)}
     with torch.no_grad():
         full = model(**inputs, use_cache=True, **positions)
-        after = {} if family == "mamba" else {"attention_mask": mask,
+        after = {} if family in RECURRENT_TEXT_MODEL_TYPES else {"attention_mask": mask,
                                                "position_ids": positions["position_ids"][:, -1:] + torch.tensor([1, 2])}
         expected = model(input_ids=following, cache=full.cache, **after).logits
         encoded = []
@@ -149,7 +152,7 @@ def test_chunked_prefill_of_many_images_gives_the_logits_and_cache_of_one_forwar
         model.prefill(inputs["input_ids"], inputs["pixel_values"][:4])
 
 
-@pytest.mark.parametrize("family", ["mamba", "pythia"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_generate_continues_a_cached_prompt_as_if_fed_whole(family):
     # transformers' convention: the cached prompt followed by the new tokens, with a copy of the prompt's cache.
     processor = make_processor()
@@ -178,12 +181,12 @@ def test_generate_continues_a_cached_prompt_as_if_fed_whole(family):
         whole = model.generate(**turn, **kwargs)
         reused = model.generate(**turn, cache=copy.deepcopy(prompt), **kwargs)
         assert reused.sequences.tolist() == whole.sequences.tolist()
-    if family == "mamba":
+    if family in RECURRENT_TEXT_MODEL_TYPES:
         with pytest.raises(ValueError, match="do not continue it"):
             model.generate(input_ids=full["input_ids"][:, cut:], cache=copy.deepcopy(prompt), **kwargs)
 
 
-@pytest.mark.parametrize("family", ["mamba", "pythia"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_prompt_lookup_decoding_is_exact_or_refused(family):
     processor = make_processor()
     torch.manual_seed(5)
@@ -191,7 +194,7 @@ def test_prompt_lookup_decoding_is_exact_or_refused(family):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 30, 3), dtype=np.uint8))
     inputs = processor(images=[image], text=["<image>red red red circle red circle red"], return_tensors="pt")
     kwargs = dict(max_new_tokens=12, do_sample=False)
-    if family == "mamba":  # a recurrent cache cannot be rolled back to the accepted tokens
+    if model._is_stateful:  # a recurrent cache cannot be rolled back to the accepted tokens
         with pytest.raises(ValueError, match="not supported with stateful models"):
             model.generate(**inputs, prompt_lookup_num_tokens=3, **kwargs)
         return
@@ -200,7 +203,7 @@ def test_prompt_lookup_decoding_is_exact_or_refused(family):
     assert assisted.tolist() == greedy.tolist()
 
 
-@pytest.mark.parametrize("family", ["mamba", "pythia"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_a_second_chat_turn_reuses_the_first_turns_cache(family):
     # Turn 1 from the chat template; turn 2 appends the follow-up question (no second image block) to what turn 1
     # generated and continues turn 1's returned cache: the answer is that of encoding everything again.

@@ -32,7 +32,7 @@ from transformers import (
 )
 
 import vlmamba.models
-from tests.tiny import make_tokenizer, save_tiny
+from tests.tiny import FAMILIES, make_tokenizer, save_tiny
 from vlmamba import (
     MambaVLForConditionalGeneration,
     MambaVLModel,
@@ -45,15 +45,16 @@ from vlmamba import (
 from vlmamba.experiments.demo import demo_image, generate_in_fresh_process
 from vlmamba.models.processing_vlmamba import FREE_PROMPT_MAX_NEW_TOKENS
 from vlmamba.toy import text_config, vision_configs
+from vlmamba.training import LORA_TARGETS
 
 
 MODELS_DIR = Path(vlmamba.models.__file__).parent
-HEADS = {"mamba": MambaVLForConditionalGeneration, "pythia": PythiaVLForConditionalGeneration}
-BASES = {"mamba": MambaVLModel, "pythia": PythiaVLModel}
+HEADS = {family: MambaVLForConditionalGeneration for family in FAMILIES} | {"pythia": PythiaVLForConditionalGeneration}
+BASES = {family: MambaVLModel for family in FAMILIES} | {"pythia": PythiaVLModel}
 PROMPT = "<image>Provide a one-sentence caption for the provided image."
 
 
-@pytest.fixture(scope="module", params=["mamba", "pythia"])
+@pytest.fixture(scope="module", params=FAMILIES)
 def saved(request, tmp_path_factory):
     directory = tmp_path_factory.mktemp(request.param)
     model, processor = save_tiny(request.param, directory)
@@ -72,7 +73,8 @@ def test_save_pretrained_writes_code_and_auto_map(saved):
         "AutoModel": f"modeling_vlmamba.{base}",
         "AutoModelForCausalLM": f"modeling_vlmamba.{head}",
     }
-    assert config["model_type"] == f"{family}_vl"
+    assert config["model_type"] == ("pythia_vl" if family == "pythia" else "mamba_vl")
+    assert config["text_config"]["model_type"] == {"pythia": "gpt_neox"}.get(family, family)
     processor_config = json.loads((directory / "processor_config.json").read_text())
     assert processor_config["auto_map"]["AutoProcessor"] == "processing_vlmamba.VLMambaProcessor"
     # The code that ships is exactly the models package.
@@ -355,7 +357,7 @@ def test_an_adapter_folder_loads_through_the_documented_peft_paths(saved, tmp_pa
     from peft import AutoPeftModel, LoraConfig, PeftModel, get_peft_model
 
     family, directory, model, processor, image_path = saved
-    targets = {"mamba": "in_proj", "pythia": "query_key_value"}[family]
+    targets = "|".join(LORA_TARGETS[model.config.text_config.model_type])
     base = AutoModelForImageTextToText.from_pretrained(directory)
     adapted = get_peft_model(base, LoraConfig(r=4, target_modules=rf".*language_model\..*\.({targets})$",
                                               init_lora_weights=False)).eval()

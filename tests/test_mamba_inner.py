@@ -156,33 +156,6 @@ def test_lora_adapters_are_never_bypassed(targets, inner_calls):
         assert relative_error(model(ids).logits.detach(), result[0]) > 1e-3
 
 
-def test_mamba_ssms_fused_kernel_never_gets_a_mixer_with_adapters(monkeypatch):
-    # On CUDA with mamba-ssm the fused kernel would read x_proj's raw weight and bypass its adapter: such a mixer runs
-    # its own code (whose convolution and scan still take the kernels). The kernel is stood in for by a recorder.
-    from peft import LoraConfig, get_peft_model
-
-    kernel_calls = []
-
-    def kernel(*args, **kwargs):
-        kernel_calls.append(1)
-
-    kernel.__wrapped__ = lambda *args, **kwargs: None  # transformers' PyTorch fallback: the mixer runs its own code
-
-    monkeypatch.setattr(kernels, "_kernels_apply", lambda args, kwargs: True)
-    dispatch = kernels._inner_dispatching(kernel)
-    plain = tiny_mamba().backbone.layers[0].mixer
-    adapted = get_peft_model(tiny_mamba(), LoraConfig(r=4, target_modules=["x_proj"])).base_model.model
-    adapted = adapted.backbone.layers[0].mixer
-    for mixer, reaches_kernel in ((plain, True), (adapted, False)):
-        kernel_calls.clear()
-        token = kernels._current_mixer.set((mixer, None, None))
-        try:
-            dispatch(torch.zeros(1, 8, 5))
-        finally:
-            kernels._current_mixer.reset(token)
-        assert bool(kernel_calls) is reaches_kernel, mixer
-
-
 def test_an_adapter_on_dt_proj_is_named_as_the_no_op_it_is(caplog):
     # transformers' mixer reads dt_proj.weight directly on every path: the adapter gets no gradient and changes nothing.
     from peft import LoraConfig, get_peft_model

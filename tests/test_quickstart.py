@@ -10,6 +10,7 @@ from vlmamba.cli import main
 from vlmamba.data.shapes import make_shapes_dataset
 from vlmamba.experiments import quickstart
 from vlmamba.experiments.quickstart import (
+    FAMILY_NAMES,
     MAX_NEW_TOKENS,
     QuickstartConfig,
     build,
@@ -19,7 +20,7 @@ from vlmamba.experiments.quickstart import (
     results_table,
     score,
 )
-from vlmamba.toy import train_tokenizer
+from vlmamba.toy import FAMILIES, train_tokenizer
 from vlmamba.training import prompt_texts
 
 
@@ -182,3 +183,14 @@ def test_the_quickstart_trains_a_vl_mamba_connector_when_asked(tmp_path, capsys)
     config = json.loads((tmp_path / "mamba-vl-vss-l2-shapes" / "config.json").read_text())
     assert config["connector_type"] == "vss_l2" and config["vss_scan"] == "cross"
     assert (tmp_path / "mamba-vl-vss-l2-shapes" / "vision_scan.py").is_file()
+
+
+def test_the_quickstart_takes_the_other_ssm_backbones(tmp_path, capsys):
+    # One run (the hybrid); the other backbones go through the same code, named by the same table.
+    assert set(FAMILY_NAMES) == set(FAMILIES)
+    code = main(["quickstart", "--output-dir", str(tmp_path), "--steps", "2", "--train-scenes", "8", "--eval-scenes",
+                 "3", "--families", "falcon_h1", "--no-progress"])
+    assert code == 0
+    assert "FalconH1-VL" in capsys.readouterr().out
+    config = json.loads((tmp_path / "falcon_h1-vl-shapes" / "config.json").read_text())
+    assert config["model_type"] == "mamba_vl" and config["text_config"]["model_type"] == "falcon_h1"

@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback, TrainingArguments
 
 import vlmamba.training as training
+from tests.tiny import FAMILIES
 from vlmamba.cli import main as cli_main
 from vlmamba.data.collator import VLMambaDataCollator
 from vlmamba.data.shapes import make_shapes_dataset
@@ -70,10 +71,10 @@ def test_the_vl_mamba_recipes_and_their_data_files_parse(stage, tmp_path):
         assert set(source["kwargs"]) <= set(inspect.signature(load_llava).parameters), source
 
 
-@pytest.mark.parametrize("family", ["mamba", "pythia"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_stages_and_lora_choose_the_trainable_parameters(family, tmp_path):
     model_args, _, _ = arguments(tmp_path, "--tiny", family)
-    model, _ = training.build_model(model_args)
+    model, processor = training.build_model(model_args)
     model_args.stage = 1
     trainable = {n for n, p in training.select_trainable(model, model_args).named_parameters() if p.requires_grad}
     assert trainable and all(name.startswith("model.connector.") for name in trainable)
@@ -88,6 +89,12 @@ def test_stages_and_lora_choose_the_trainable_parameters(family, tmp_path):
     assert adapted == set(training.LORA_TARGETS[model.config.text_config.model_type])
     assert all("language_model" in name for name in trainable if ".lora_" in name)
     assert any("connector" in name for name in trainable if ".lora_" not in name)
+    # Every adapter is in the computation: its B matrix (zero at the start) gets a gradient, which an adapter the
+    # backbone's code bypasses (Mamba's dt_proj) would not.
+    peft_model(**VLMambaDataCollator(processor)(list(make_shapes_dataset(2, seed=0)))).loss.backward()
+    without_gradient = [name for name, parameter in peft_model.named_parameters()
+                        if ".lora_B" in name and (parameter.grad is None or not parameter.grad.abs().sum())]
+    assert not without_gradient
 
 
 def test_training_on_shapes_lowers_the_loss_and_saves_a_loadable_model(tmp_path):

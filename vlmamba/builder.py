@@ -17,7 +17,7 @@ from transformers import (
 )
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from .models.configuration_vlmamba import MambaVLConfig, PythiaVLConfig, vision_geometry
+from .models.configuration_vlmamba import SSM_TEXT_MODEL_TYPES, MambaVLConfig, PythiaVLConfig, vision_geometry
 from .models.image_processing_vlmamba import VLMambaImageProcessor
 from .models.modeling_vlmamba import MambaVLForConditionalGeneration, PythiaVLForConditionalGeneration
 from .models.processing_vlmamba import FREE_PROMPT_MAX_NEW_TOKENS, VLMambaProcessor
@@ -27,6 +27,9 @@ FAMILIES = {
     "mamba": (MambaVLConfig, MambaVLForConditionalGeneration),
     "pythia": (PythiaVLConfig, PythiaVLForConditionalGeneration),
 }
+# The Mamba-VL family's other backbones, by their transformers model type: the same classes with another text_config.
+for _backbone in SSM_TEXT_MODEL_TYPES[1:]:
+    FAMILIES[_backbone] = FAMILIES["mamba"]
 
 # The vision tower of the paper: EVA02-CLIP-L/14 at 336 px; `merged2b_s6b_b61k` is timm's only tag for it.
 EVA02_L_336 = "timm/eva02_large_patch14_clip_336.merged2b_s6b_b61k"
@@ -60,6 +63,20 @@ _VL_MAMBA = {
 }
 PRESETS["vl-mamba-2.8b"] = {**_VL_MAMBA, "vision_model": SIGLIP_SO400M_384}
 PRESETS["vl-mamba-2.8b-clip"] = {**_VL_MAMBA, "vision_model": CLIP_L_336}
+
+# The paper's tower and connector in front of other state-space backbones, from their public transformers-format
+# checkpoints (Mamba-2's is Mistral's Mamba-Codestral). Their tokenizers have no `###` / `&&` pieces, so the image
+# block gets markers of its own, added as special tokens.
+_OWN_MARKERS = {
+    "image_begin_token": "<image_start>",
+    "image_end_token": "<image_end>",
+    "row_separator_token": "<image_row>",
+}
+PRESETS["falcon-mamba-vl-7b"] = {"family": "falcon_mamba", "language_model": "tiiuae/falcon-mamba-7b"}
+PRESETS["mamba2-vl-7b"] = {"family": "mamba2", "language_model": "mistralai/Mamba-Codestral-7B-v0.1"}
+PRESETS["falcon-h1-vl-0.5b"] = {"family": "falcon_h1", "language_model": "tiiuae/Falcon-H1-0.5B-Base"}
+for _name in ("falcon-mamba-vl-7b", "mamba2-vl-7b", "falcon-h1-vl-0.5b"):
+    PRESETS[_name].update(vision_model=EVA02_L_336, **_OWN_MARKERS)
 
 
 def _load_vision_tower(vision_model: str, dtype, image_size: int | None = None) -> PreTrainedModel:
@@ -181,7 +198,9 @@ def build_from_components(
     Builds a fresh model (pretrained tower and language model, newly initialised connector) and its processor.
 
     Args:
-        family (`str`): `"mamba"` (Mamba-VL) or `"pythia"` (Pythia-VL).
+        family (`str`): `"mamba"` (Mamba-VL, any state-space backbone of `SSM_TEXT_MODEL_TYPES`), `"pythia"`
+            (Pythia-VL), or a backbone's model type (`"mamba2"`, `"falcon_mamba"`, `"falcon_h1"`: Mamba-VL, that
+            backbone required).
         vision_model (`str`): Hub id or folder of a timm, CLIP or SigLIP vision model.
         language_model (`str`): Hub id or folder of a `mamba` or `gpt_neox` causal language model.
         tokenizer (`str`, *optional*): Hub id or folder of the tokenizer; defaults to `language_model`.
@@ -232,14 +251,18 @@ def build_from_components(
     )
 
     language = AutoModelForCausalLM.from_pretrained(language_model, dtype=dtype)
-    if language.config.model_type != config_class.text_model_type:
+    if family in SSM_TEXT_MODEL_TYPES[1:] and language.config.model_type != family:
+        raise ValueError(f"{language_model} is a {language.config.model_type!r} model; family {family!r} needs one.")
+    if language.config.model_type not in config_class.text_model_types:
         raise ValueError(
             f"{language_model} is a {language.config.model_type!r} model; family {family!r} needs "
-            f"{config_class.text_model_type!r}."
+            f"{' or '.join(map(repr, config_class.text_model_types))}."
         )
     if len(tokenizer) > language.get_input_embeddings().num_embeddings:
         language.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=pad_to_multiple_of, mean_resizing=True)
 
+    # The head is tied as the language model's is (Mamba's and FalconMamba-7B's differ).
+    config_kwargs.setdefault("tie_word_embeddings", language.config.tie_word_embeddings)
     config = config_class(
         vision_config=tower.config.to_dict(),
         text_config=language.config.to_dict(),

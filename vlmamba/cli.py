@@ -178,6 +178,13 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _env(args) -> int:
+    from .models.mamba_kernels import env_report
+
+    print(env_report())
+    return 0
+
+
 def _convert(args) -> int:
     import torch
 
@@ -326,6 +333,9 @@ def main(argv=None) -> int:
     )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_evaluate)
+
+    env = commands.add_parser("env", help="Show which Mamba kernel path runs on this machine, and why.")
+    env.set_defaults(func=_env)
 
     convert = commands.add_parser(
         "convert", help="Convert a published Mamba-VL / Pythia-VL checkpoint (or a raw mamba-ssm Mamba) into a folder "

@@ -42,6 +42,19 @@ def text_config(family: str, vocab_size: int, width: int = 32, depth: int = 2) -
     if family == "mamba":
         return {"model_type": "mamba", "hidden_size": width, "num_hidden_layers": depth, "state_size": 8,
                 "vocab_size": vocab_size, **special}
+    if family == "mamba2":  # heads x head_dim = 2 x width, as Mamba-2's expansion
+        return {"model_type": "mamba2", "hidden_size": width, "num_hidden_layers": depth, "state_size": 8,
+                "num_heads": 4, "head_dim": width // 2, "n_groups": 1, "chunk_size": 16, "expand": 2,
+                "vocab_size": vocab_size, **special}
+    if family == "falcon_mamba":
+        return {"model_type": "falcon_mamba", "hidden_size": width, "num_hidden_layers": depth, "state_size": 8,
+                "vocab_size": vocab_size, **special}
+    if family == "falcon_h1":
+        return {"model_type": "falcon_h1", "hidden_size": width, "num_hidden_layers": depth, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "intermediate_size": 2 * width, "mamba_d_ssm": 2 * width,
+                "mamba_n_heads": 4, "mamba_d_head": width // 2, "mamba_d_state": 8, "mamba_n_groups": 1,
+                "mamba_chunk_size": 16, "max_position_embeddings": 2048, "vocab_size": vocab_size,
+                "tie_word_embeddings": False, "embedding_multiplier": 2.0, "lm_head_multiplier": 0.5, **special}
     if family == "pythia":
         return {"model_type": "gpt_neox", "hidden_size": width, "num_hidden_layers": depth, "num_attention_heads": 4,
                 "intermediate_size": 4 * width, "vocab_size": vocab_size, "max_position_embeddings": 2048, **special}
@@ -88,11 +101,14 @@ def tiny_model(family: str, processor: VLMambaProcessor, vision: str = "timm", w
     tokenizer = processor.tokenizer
     vocab_size = len(tokenizer) + (-len(tokenizer)) % 8
     layout = processor.image_layout()
+    text = text_config(family, vocab_size, width, depth)
+    if "tie_word_embeddings" in text:
+        config_kwargs.setdefault("tie_word_embeddings", text["tie_word_embeddings"])
     config = config_class(
         vision_config=vision_configs(
             layout["image_size"], layout["patch_size"], width, depth if vision_depth is None else vision_depth
         )[vision],
-        text_config=text_config(family, vocab_size, width, depth),
+        text_config=text,
         **layout,
         **config_kwargs,
     )

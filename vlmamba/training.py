@@ -41,10 +41,15 @@ logger = logging.getLogger("vlmamba.train")
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")  # `Trainer`'s checkpoint folders: checkpoint-<global step>
 
-# LoRA targets per language model. Mamba's fused CUDA training path (`mamba_inner_fn`) reads the weights of x_proj,
-# dt_proj and out_proj directly, bypassing any adapter on them, so only in_proj gets one.
+# LoRA targets per language model: layers every path calls as modules. Mamba's and FalconMamba's fused CUDA training
+# path (`mamba_inner_fn`) reads the weights of x_proj, dt_proj and out_proj directly, and Mamba-2's
+# (`mamba_split_conv1d_scan_combined`, in Mamba-2 and FalconH1) that of out_proj, bypassing any adapter on them, so
+# of the mixers only in_proj gets one; FalconH1's attention and MLP layers are plain modules.
 LORA_TARGETS = {
     "mamba": ["in_proj"],
+    "falcon_mamba": ["in_proj"],
+    "mamba2": ["in_proj"],
+    "falcon_h1": ["in_proj", "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
 }
 
@@ -60,7 +65,8 @@ class ModelArguments:
         default=None, metadata={"help": f"Build a fresh model from pretrained parts: one of {list(PRESETS)}."}
     )
     tiny: str | None = field(
-        default=None, metadata={"help": "Build a tiny random model of this family (mamba, pythia): offline runs."}
+        default=None, metadata={"help": "Build a tiny random model of this family (mamba, pythia, or another Mamba-VL "
+        "backbone: mamba2, falcon_mamba, falcon_h1): offline runs."}
     )
     tiny_width: int = field(default=64, metadata={"help": "Width of the tiny language model and vision tower."})
     tiny_depth: int = field(default=2, metadata={"help": "Depth of the tiny language model and vision tower."})

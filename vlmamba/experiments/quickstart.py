@@ -41,7 +41,8 @@ from .remote_check import generate_without_vlmamba
 
 EVAL_TASKS = ("captioning", "vqa", "grounding")
 TRAIN_TASKS = ("captioning", "vqa", "grounding", "grounded_captioning")
-FAMILY_NAMES = {"mamba": "Mamba-VL", "pythia": "Pythia-VL"}
+FAMILY_NAMES = {"mamba": "Mamba-VL", "pythia": "Pythia-VL", "mamba2": "Mamba-2-VL", "falcon_mamba": "FalconMamba-VL",
+                "falcon_h1": "FalconH1-VL"}
 # Longest answer of each evaluated task, in tokens of the quickstart tokenizer, with room to spare.
 MAX_NEW_TOKENS = {"captioning": 24, "vqa": 6, "grounding": 10}
 
@@ -58,7 +59,10 @@ class QuickstartConfig:
     location_bins: int = 16
     width: int = 128
     vision_depth: int = 1
-    depth: dict = field(default_factory=lambda: {"mamba": 4, "pythia": 2})
+    # Language-model depths of about equal parameters at width 128 (per layer: Mamba-1 and FalconMamba 110K, Mamba-2
+    # 103K, GPT-NeoX 198K, FalconH1 250K).
+    depth: dict = field(default_factory=lambda: {"mamba": 4, "pythia": 2, "mamba2": 4, "falcon_mamba": 4,
+                                                 "falcon_h1": 2})
     steps: int = 1200
     batch_size: int = 32
     learning_rate: float = 1e-3

@@ -26,6 +26,9 @@ CONNECTOR_TYPES = ("mlp", "vss_mlp", "vss_l2")
 VSS_SCANS = ("bidirectional", "cross")
 VSS_MERGES = ("sum", "mean")
 LOSS_REDUCTIONS = ("token", "sample")
+# Language models of the Mamba-VL family: transformers' state-space backbones, Mamba-1 (the paper's), Mamba-2,
+# FalconMamba, and the hybrid FalconH1 (Mamba-2 mixers and attention side by side in every layer).
+SSM_TEXT_MODEL_TYPES = ("mamba", "mamba2", "falcon_mamba", "falcon_h1")
 # Norms of Mamba-VL's blocks and final norm: transformers' RMSNorm, or LayerNorm with a bias, which the paper's
 # published checkpoints were trained with.
 MAMBA_NORM_TYPES = ("rms", "layernorm")
@@ -118,7 +121,7 @@ class VLMambaConfig(PreTrainedConfig):
             Standard deviation of the normal init of the connector and an untied `lm_head`.
     """
 
-    text_model_type: ClassVar[str] = ""
+    text_model_types: ClassVar[tuple[str, ...]] = ()
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
@@ -198,10 +201,10 @@ class VLMambaConfig(PreTrainedConfig):
 
     def _check_text(self):
         """Checks that the language model belongs to this family."""
-        if self.text_config.model_type != self.text_model_type:
+        if self.text_config.model_type not in self.text_model_types:
             raise ValueError(
-                f"{type(self).__name__} needs a {self.text_model_type!r} text_config, got "
-                f"{self.text_config.model_type!r}."
+                f"{type(self).__name__} needs a text_config of type {' or '.join(map(repr, self.text_model_types))}, "
+                f"got {self.text_config.model_type!r}."
             )
 
     def _check_connector(self):
@@ -281,8 +284,10 @@ def image_block_ids(
 @strict
 class MambaVLConfig(VLMambaConfig):
     r"""
-    Configuration of a Mamba-VL model: vision tower, connector and a Mamba language model. Defaults describe
+    Configuration of a Mamba-VL model: vision tower, connector and a state-space language model. Defaults describe
     Mamba-VL-1.4B (EVA-02-L/14-336 + `state-spaces/mamba-1.4b-hf`), with input and output embeddings tied.
+    `text_config` may be any of `SSM_TEXT_MODEL_TYPES`: `mamba` (the paper's), `mamba2`, `falcon_mamba` or the
+    hybrid `falcon_h1`; the vision tower, connector, image merge and generation are the same for all of them.
 
     Args:
         norm_type (`str`, *optional*, defaults to `"rms"`):
@@ -302,7 +307,7 @@ class MambaVLConfig(VLMambaConfig):
     """
 
     model_type = "mamba_vl"
-    text_model_type: ClassVar[str] = "mamba"
+    text_model_types: ClassVar[tuple[str, ...]] = SSM_TEXT_MODEL_TYPES
     sub_configs_defaults = {
         "vision_config": SubConfigSpec(AutoConfig, model_type="timm_wrapper", init_kwargs=EVA02_VISION_CONFIG),
         "text_config": SubConfigSpec(
@@ -317,6 +322,11 @@ class MambaVLConfig(VLMambaConfig):
         super()._check_text()
         if self.norm_type not in MAMBA_NORM_TYPES:
             raise ValueError(f"Unknown norm_type {self.norm_type!r}; expected one of {', '.join(MAMBA_NORM_TYPES)}.")
+        if self.norm_type != "rms" and self.text_config.model_type != "mamba":
+            raise ValueError(
+                f"norm_type={self.norm_type!r} is for Mamba-1 language models (the paper's checkpoints); a "
+                f"{self.text_config.model_type!r} text_config keeps its own norms."
+            )
 
 
 @strict
@@ -335,7 +345,7 @@ class PythiaVLConfig(VLMambaConfig):
     """
 
     model_type = "pythia_vl"
-    text_model_type: ClassVar[str] = "gpt_neox"
+    text_model_types: ClassVar[tuple[str, ...]] = ("gpt_neox",)
     sub_configs_defaults = {
         "vision_config": SubConfigSpec(AutoConfig, model_type="timm_wrapper", init_kwargs=EVA02_VISION_CONFIG),
         "text_config": SubConfigSpec(
@@ -358,4 +368,11 @@ class PythiaVLConfig(VLMambaConfig):
     tie_word_embeddings: bool = False
 
 
-__all__ = ["VLMambaConfig", "MambaVLConfig", "PythiaVLConfig", "image_block_ids", "vision_geometry"]
+__all__ = [
+    "SSM_TEXT_MODEL_TYPES",
+    "VLMambaConfig",
+    "MambaVLConfig",
+    "PythiaVLConfig",
+    "image_block_ids",
+    "vision_geometry",
+]

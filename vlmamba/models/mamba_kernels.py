@@ -1,32 +1,47 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
-"""Which selective-scan implementation transformers' Mamba mixer runs, per device.
+"""Which selective-scan implementation transformers' Mamba mixer runs, per device and per kernel entry point.
 
-transformers resolves its Mamba kernel entry points once, at import: mamba-ssm / causal-conv1d kernels when the
-packages are installed, otherwise a PyTorch path whose selective scan is a per-token Python loop (superlinear to
-train). `install_device_dispatch` rewraps the entry points of `transformers.models.mamba.modeling_mamba` without
-changing the mixer's code, so `state-spaces/mamba-*-hf` checkpoints load unchanged:
+transformers binds its five Mamba kernel entry points once, at import, each on its own: a hub kernel (the `kernels`
+package, for a model loaded with `use_kernels=True`), else the mamba-ssm / causal-conv1d function when that package
+imports, else a PyTorch path whose selective scan is a per-token Python loop (superlinear to train).
+`install_device_dispatch` rewraps the entry points of `transformers.models.mamba.modeling_mamba` and
+`transformers.models.falcon_mamba.modeling_falcon_mamba` (`MIXER_MODULES`) without changing the mixers' code, so
+`state-spaces/mamba-*-hf` and FalconMamba checkpoints load unchanged (FalconMamba's norms on B, C and dt keep its
+training step off vlmamba's fused mixer, on its own code with vlmamba's scan):
 
-| tensors | mamba-ssm installed | training without a cache | prefill | decode step, convolution |
+| tensors | kernel bound and working | training without a cache | prefill | decode step, convolution |
 |---|---|---|---|---|
-| CUDA | yes | mamba-ssm's `mamba_inner_fn` | mamba-ssm's scan | CUDA kernels |
-| CUDA | no | `mamba_inner` (fused mixer) | `selective_scan` | transformers' PyTorch path |
-| CPU, MPS | either | `mamba_inner` (fused mixer) | `selective_scan` | transformers' PyTorch path |
+| CUDA | hub kernels (`use_kernels=True`) | hub `mamba_inner_fn` | hub scan | hub kernels |
+| CUDA | mamba-ssm, causal-conv1d | mamba-ssm's `mamba_inner_fn` | mamba-ssm's scan | mamba-ssm, causal-conv1d kernels |
+| CUDA | causal-conv1d only | `mamba_inner` (fused mixer) | `selective_scan` | causal-conv1d's convolutions |
+| CUDA | none, or broken | `mamba_inner` (fused mixer) | `selective_scan` | transformers' PyTorch path |
+| CPU, MPS | any | `mamba_inner` (fused mixer) | `selective_scan` | transformers' PyTorch path |
+
+"Working" is decided per entry point from what transformers bound (the implementation inside its wrapper, found
+through the `kernels` module the wrapper may sit in) and whether the compiled extension that kernel calls loads
+(`selective_scan_cuda`, `causal_conv1d_cuda`, triton): a package can import without them and fail at its first call.
+A kernel that still fails with an install-type error (an `ImportError`, or the "not available" / "not installed"
+errors mamba-ssm and causal-conv1d raise when an extension is missing) is replaced, for the rest of the process, by
+the path of the row "none" above, with one log line saying which path runs and why; any other error, CUDA
+out-of-memory included, propagates. `kernel_report()` and `env_report()` tell which path runs on this machine.
+CPU tensors never reach a kernel: they take transformers' PyTorch implementation, unwrapped from its kernel wrappers.
 
 In training, transformers' mixer calls `mamba_inner_fn` first and runs its own code when that returns None; the fused
 mixer needs the padding mask and the mixer's layers, which that interface does not carry, so `MambaMixer.forward` is
 wrapped to record them (its code is not changed). A mixer whose layers are wrapped or hooked (PEFT adapters,
-quantization, offloading) or whose activation is not silu runs its own code on every device, mamba-ssm's fused
-kernel included (it would read the raw weights too); its convolution and scan still go to the kernels on CUDA.
+quantization, offloading) or whose activation is not silu runs its own code on every device, the fused kernels
+included (they would read the raw weights too); its convolution and scan still go to the kernels on CUDA.
 
 A scan over several tokens on top of a cache (a second chat turn, a question after a cached image prefix) starts from
 the cache's recurrent state on every path, where transformers' mixer starts from zeros: vlmamba's scan takes it as
-`initial_state`, and the output of the scans that take none (mamba-ssm's kernel, transformers' path) gets the state's
+`initial_state`, and the output of the scans that take none (the kernels, transformers' path) gets the state's
 contribution added (`_continued`).
 
 `scan_implementation("reference")` (or `set_scan_implementation`) switches back to transformers' own PyTorch path
-(mixer and scan), which honours `MambaConfig.use_mambapy`; "fast" forces vlmamba's paths even for CUDA tensors.
-Under the default "auto", transformers' path also runs while `torch.compile` traces (its `use_associative_scan`
-option is built for that) and when a config sets `use_mambapy=True` with the `mambapy` package installed.
+(mixer, scan, decode step and convolution), which honours `MambaConfig.use_mambapy`; "fast" forces vlmamba's paths
+even for CUDA tensors (transformers' PyTorch code for the decode step and the convolution). Under the default "auto",
+transformers' path also runs while `torch.compile` traces (its `use_associative_scan` option is built for that) and
+when a config sets `use_mambapy=True` with the `mambapy` package installed.
 """
 
 import contextlib
@@ -36,6 +51,7 @@ import importlib.util
 import inspect
 
 import torch
+from transformers.models.falcon_mamba import modeling_falcon_mamba
 from transformers.models.mamba import modeling_mamba
 from transformers.utils import logging
 
@@ -45,6 +61,9 @@ from .selective_scan import selective_scan
 
 logger = logging.get_logger(__name__)
 
+# transformers' modules whose Mamba (v1) mixer and kernel entry points are routed, and the mixer class of each:
+# Mamba's and FalconMamba's (the same mixer with RMS norms on B, C and dt).
+MIXER_MODULES = ((modeling_mamba, "MambaMixer"), (modeling_falcon_mamba, "FalconMambaMixer"))
 KERNEL_ENTRY_POINTS = (
     "mamba_inner_fn",
     "mamba_selective_scan",
@@ -72,6 +91,44 @@ DT_PROJ_ADAPTER_WARNING = (
 )
 
 
+# Where transformers finds each entry point's kernel (the package, the module that defines it, the function) and the
+# compiled extensions that kernel calls: mamba-ssm and causal-conv1d import without some of them and fail at the call.
+_KERNEL_SOURCES = {
+    "mamba_inner_fn": (
+        "mamba_ssm", "mamba_ssm.ops.selective_scan_interface", "mamba_inner_fn",
+        ("selective_scan_cuda", "causal_conv1d_cuda"),
+    ),
+    "mamba_selective_scan": (
+        "mamba_ssm", "mamba_ssm.ops.selective_scan_interface", "selective_scan_fn", ("selective_scan_cuda",)
+    ),
+    "mamba_selective_state_update": (
+        "mamba_ssm", "mamba_ssm.ops.triton.selective_state_update", "selective_state_update", ("triton",)
+    ),
+    "causal_conv1d_fn": ("causal_conv1d", "causal_conv1d", "causal_conv1d_fn", ("causal_conv1d_cuda",)),
+    "causal_conv1d_update": ("causal_conv1d", "causal_conv1d", "causal_conv1d_update", ("causal_conv1d_cuda",)),
+}
+_DISTRIBUTIONS = {"mamba_ssm": "mamba-ssm", "causal_conv1d": "causal-conv1d"}
+_INSTALL_HINTS = {
+    # mamba-ssm's source tree after 2.3.2 builds its Mamba-1 scan only on request.
+    "selective_scan_cuda": "reinstall with `MAMBA_KEEP_CUDA_BUILD=TRUE pip install mamba-ssm --no-build-isolation`",
+    "causal_conv1d_cuda": "install it with `pip install causal-conv1d --no-build-isolation`",
+    "triton": "install triton (it comes with CUDA builds of torch)",
+}
+# What a kernel's error says when the kernel is not (properly) installed: mamba-ssm's "selective_scan_cuda is not
+# installed", its "causal_conv1d_cuda is not available" assertions, and CUDA's error for a build without this GPU's
+# architecture (raised at launch, before anything is computed).
+_INSTALL_MARKERS = ("not available", "not installed", "no kernel image is available")
+_FALLBACKS = {
+    "mamba_inner_fn": "vlmamba's fused mixer (`mamba_inner`)",
+    "mamba_selective_scan": "vlmamba's chunked scan (`selective_scan`)",
+}
+# Devices transformers maps hub kernels for (a model's hub kernel is chosen for the device it was loaded on).
+_HUB_DEVICES = ("cuda", "xpu")
+_UNSET = object()
+# Returned by `_EntryPoint.call` when no kernel takes the call.
+_NO_KERNEL = object()
+
+
 def set_scan_implementation(name: str) -> None:
     """Selects the selective scan for non-kernel calls: "auto" (default), "fast" or "reference"."""
     global _scan_implementation
@@ -96,46 +153,256 @@ def scan_implementation(name: str):
 
 
 @functools.cache
-def _kernels_installed() -> bool:
-    return importlib.util.find_spec("mamba_ssm") is not None
-
-
-@functools.cache
 def _mambapy_installed() -> bool:
     return importlib.util.find_spec("mambapy") is not None
 
 
-def _kernels_apply(args, kwargs) -> bool:
-    """Whether mamba-ssm's kernels can take this call: the package is installed and the first tensor is on CUDA."""
+class _EntryPoint:
+    """One of transformers' kernel entry points as transformers bound it at import, and what it can run.
+
+    `bound` is what transformers left in `modeling_mamba`: its wrapper function (made by
+    `use_kernel_func_from_hub_with_fallback`) or, with the `kernels` package, a module whose forward calls that
+    wrapper unless the running model selected a hub kernel. `wrapper` is that function (None if it cannot be found),
+    `torch_path` transformers' PyTorch implementation inside it and `kernel` the package implementation it calls, None
+    when transformers bound its PyTorch path.
+    """
+
+    def __init__(self, name: str, bound, module=modeling_mamba):
+        package, module_name, function, extensions = _KERNEL_SOURCES[name]
+        self.name, self.bound, self.package, self.function, self.extensions = name, bound, package, function, extensions
+        self.wrapper = _transformers_wrapper(bound)
+        self.torch_path = _torch_path(self.wrapper, module)
+        self.kernel = _bound_kernel(self.wrapper, module_name, function)
+        self.hub_layer = getattr(type(bound), "kernel_layer_name", function) if _is_module(bound) else None
+        # Why a kernel ("package" or "hub") failed at call time; it is not called again in this process.
+        self.failures: dict[str, str] = {}
+        self._problem = _UNSET
+        self._reported = False
+
+    @property
+    def distribution(self) -> str:
+        return _DISTRIBUTIONS[self.package]
+
+    @property
+    def fallback(self) -> str:
+        """What runs for CUDA tensors without a working kernel (and for CPU tensors)."""
+        return _FALLBACKS.get(self.name, "transformers' PyTorch path")
+
+    def problem(self) -> str | None:
+        """Why the package kernel cannot take CUDA calls, or None when it can."""
+        if "package" in self.failures:
+            return self.failures["package"]
+        if self._problem is _UNSET:
+            self._problem = _kernel_problem(self)
+        return self._problem
+
+    def kernel_for(self, args, kwargs):
+        """`(source, callable)` of the kernel that takes this call, or None: the tensors are not on CUDA, the scan
+        implementation is not "auto", or no working kernel is bound (logged once, with the reason)."""
+        if _scan_implementation != "auto":
+            return None
+        device = _device_type(args, kwargs)
+        if device in _HUB_DEVICES and "hub" not in self.failures and self.hub_kernel_selected():
+            # The module routes the call to the running model's hub kernel.
+            return "hub", self.bound
+        if device != "cuda":
+            return None
+        problem = self.problem()
+        if problem is None:
+            return "package", self.wrapper
+        self._report(f"`{self.name}` on CUDA runs {self.fallback}: {problem}.", problem)
+        return None
+
+    def hub_kernel_selected(self) -> bool:
+        """Whether the running mixer's model selected a hub kernel for this entry point (`use_kernels=True`): the
+        `kernels` package keeps one wrapper per model in `_kernel_funcs` and `kernelize` replaces its forward."""
+        if self.hub_layer is None:
+            return False
+        mixer = (_current_mixer.get() or (None,))[0]
+        private = (getattr(mixer, "__dict__", {}).get("_kernel_funcs") or {}).get(self.hub_layer)
+        if private is None:
+            return False
+        forward = private.__dict__.get("forward")
+        return "_kernel_repo" in private.__dict__ or (
+            forward is not None and getattr(forward, "__func__", None) is not type(private).forward
+        )
+
+    def call(self, args, kwargs):
+        """The result of the kernel that takes this call, or `_NO_KERNEL` when none does. A kernel that fails with an
+        install-type error is logged once and not tried again in this process; the next one in line takes the call."""
+        kernel = self.kernel_for(args, kwargs)
+        while kernel is not None:
+            source, function = kernel
+            if torch.compiler.is_compiling():
+                return function(*args, **kwargs)
+            try:
+                return function(*args, **kwargs)
+            except (ImportError, AssertionError, RuntimeError) as error:
+                if not _install_failure(error):
+                    raise
+                if source == "hub":
+                    what = f"the hub kernel `{self.hub_layer}`"
+                else:
+                    what = f"{self.distribution}'s `{self.function}`"
+                self.failures[source] = f"{what} failed with {_describe(error)}"
+                self._reported = True
+                kernel = self.kernel_for(args, kwargs)
+                then = f"{self.distribution}'s kernel" if kernel is not None else self.fallback
+                logger.warning(
+                    f"vlmamba: {self.failures[source]}; `{self.name}` runs {then} on CUDA for the rest of the process."
+                )
+        return _NO_KERNEL
+
+    def _report(self, message: str, problem: str) -> None:
+        if self._reported:
+            return
+        self._reported = True
+        # A package that is simply absent is the plain install; anything else is a broken one.
+        if problem == f"{self.distribution} is not installed":
+            logger.info(f"vlmamba: {message}")
+        else:
+            logger.warning(f"vlmamba: {message}")
+
+
+def _is_module(value) -> bool:
+    return isinstance(value, torch.nn.Module)
+
+
+def _closure(function) -> dict:
+    try:
+        return dict(inspect.getclosurevars(function).nonlocals)
+    except (TypeError, ValueError):
+        return {}
+
+
+def _transformers_wrapper(bound):
+    """transformers' wrapper function of an entry point: `bound` itself, or, when the `kernels` package made it a
+    module, the function that module's forward calls (the wrapper it was made from)."""
+    if not _is_module(bound):
+        return bound
+    nonlocals = _closure(type(bound).forward)
+    candidates = [nonlocals.get("func"), *nonlocals.values()]
+    return next((value for value in candidates if inspect.isfunction(value) and hasattr(value, "__wrapped__")), None)
+
+
+def _torch_path(wrapper, module=modeling_mamba):
+    """transformers' PyTorch implementation inside its wrapper (`functools.wraps` keeps it under `__wrapped__`), or
+    None when what is found is not code of `modeling_mamba` (a kernel bound without a wrapper, say)."""
+    if wrapper is None:
+        return None
+    path = inspect.unwrap(wrapper)
+    return path if inspect.isfunction(path) and path.__module__ == module.__name__ else None
+
+
+def _bound_kernel(wrapper, module_name: str, function: str):
+    """The package implementation transformers' wrapper calls, None when it calls its PyTorch path. Read from the
+    wrapper's closure; should its names change, the kernel is looked up where transformers finds it."""
+    nonlocals = _closure(wrapper) if wrapper is not None else {}
+    if "implementation" in nonlocals and "torch_function" in nonlocals:
+        implementation = nonlocals["implementation"]
+        return None if implementation is nonlocals["torch_function"] else implementation
+    try:
+        return getattr(importlib.import_module(module_name), function, None)
+    except Exception:  # what transformers does too: any failure to import means its PyTorch path
+        return None
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ValueError:  # in `sys.modules` without a spec
+        return True
+
+
+def _kernel_problem(entry: _EntryPoint) -> str | None:
+    """Why `entry`'s package kernel cannot run, or None: transformers bound it and the extensions it calls load."""
+    distribution = entry.distribution
+    if entry.kernel is None:
+        if not _installed(entry.package):
+            return f"{distribution} is not installed"
+        try:
+            importlib.import_module(entry.package)
+        except Exception as error:
+            return (
+                f"{distribution} is installed but does not import ({_describe(error)}), so transformers bound its "
+                "PyTorch path"
+            )
+        return f"transformers bound its PyTorch path, not {distribution}'s `{entry.function}`"
+    if entry.wrapper is None:
+        return "the `kernels` module around it holds no transformers wrapper to call"
+    for extension in entry.extensions:
+        try:
+            importlib.import_module(extension)
+        except Exception as error:
+            return (
+                f"{distribution}'s `{entry.function}` needs `{extension}`, which does not load ({_describe(error)}); "
+                f"{_INSTALL_HINTS[extension]}"
+            )
+    return None
+
+
+def _install_failure(error: BaseException) -> bool:
+    """Whether a kernel's error says the kernel is not (properly) installed, rather than anything about the call."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return False
+    if isinstance(error, ImportError):
+        return True
+    message = str(error).lower()
+    return isinstance(error, (AssertionError, RuntimeError)) and any(marker in message for marker in _INSTALL_MARKERS)
+
+
+def _describe(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _device_type(args, kwargs) -> str | None:
+    """The device type of the call's first tensor (what decides between a kernel and a PyTorch path)."""
     tensor = next((value for value in (*args, *kwargs.values()) if isinstance(value, torch.Tensor)), None)
-    return tensor is not None and tensor.is_cuda and _kernels_installed()
+    return None if tensor is None else tensor.device.type
 
 
-def _dispatching(entry_point):
-    # `functools.wraps` in transformers' decorator leaves the PyTorch implementation under `__wrapped__`.
-    torch_path = getattr(entry_point, "__wrapped__", entry_point)
+def _declines(*args, **kwargs):
+    """transformers' PyTorch `mamba_inner_fn`: None, which makes the mixer run its own code."""
+    return None
 
-    @functools.wraps(entry_point)
+
+def _dispatching(entry: _EntryPoint):
+    """The decode step and the convolutions: a working kernel for CUDA tensors, transformers' PyTorch path otherwise."""
+    if entry.torch_path is None:
+        logger.warning(
+            f"vlmamba: transformers' PyTorch implementation of `{entry.name}` was not found; every call goes to the "
+            "entry point transformers bound."
+        )
+        entry.torch_path = entry.bound
+
+    @functools.wraps(entry.wrapper or entry.torch_path)
     def dispatch(*args, **kwargs):
-        return (entry_point if _kernels_apply(args, kwargs) else torch_path)(*args, **kwargs)
+        result = entry.call(args, kwargs)
+        if result is not _NO_KERNEL:
+            return result
+        return entry.torch_path(*args, **kwargs)
 
-    dispatch._vlmamba_dispatch = True
-    return dispatch
+    return _marked(dispatch, entry)
 
 
-def _scan_dispatching(entry_point):
-    torch_path = getattr(entry_point, "__wrapped__", entry_point)
-
-    @functools.wraps(entry_point)
+def _scan_dispatching(entry: _EntryPoint):
+    @functools.wraps(entry.wrapper or entry.torch_path or selective_scan)
     def dispatch(*args, **kwargs):
         state = _cached_state()
-        if _scan_implementation == "auto" and _kernels_apply(args, kwargs):
-            return _continued(entry_point(*args, **kwargs), state, args, kwargs)
-        if _use_pytorch_path(bool(kwargs.get("use_mambapy"))):
-            return _continued(torch_path(*args, **kwargs), state, args, kwargs)
+        result = entry.call(args, kwargs)
+        if result is not _NO_KERNEL:
+            return _continued(result, state, args, kwargs)
+        if entry.torch_path is not None and _use_pytorch_path(bool(kwargs.get("use_mambapy"))):
+            return _continued(entry.torch_path(*args, **kwargs), state, args, kwargs)
         return selective_scan(*args, initial_state=state, **kwargs)
 
+    return _marked(dispatch, entry)
+
+
+def _marked(dispatch, entry: _EntryPoint):
     dispatch._vlmamba_dispatch = True
+    dispatch._vlmamba_entry = entry
     return dispatch
 
 
@@ -188,25 +455,33 @@ def _use_pytorch_path(use_mambapy: bool) -> bool:
     return _scan_implementation == "reference"
 
 
-def _inner_dispatching(entry_point):
-    torch_path = getattr(entry_point, "__wrapped__", entry_point)
+def _inner_dispatching(entry: _EntryPoint):
+    entry.torch_path = entry.torch_path or _declines
 
-    @functools.wraps(entry_point)
+    @functools.wraps(entry.wrapper or entry.torch_path)
     def dispatch(*args, **kwargs):
         mixer, mask, _ = _current_mixer.get() or (None, None, None)
-        # Any fused path (mamba-ssm's kernel too) reads the raw weights of the mixer's layers: a mixer with wrapped or
-        # hooked layers runs its own code, whose convolution and scan still take the kernels. transformers' PyTorch
-        # entry point returns None, which makes the mixer do so.
+        # Any fused path (the kernels too) reads the raw weights of the mixer's layers: a mixer with wrapped or hooked
+        # layers runs its own code, whose convolution and scan still take the kernels. transformers' PyTorch entry
+        # point returns None, which makes the mixer do so.
         if not _fusable(mixer):
-            return torch_path(*args, **kwargs)
-        if _scan_implementation == "auto" and _kernels_apply(args, kwargs):
-            return entry_point(*args, **kwargs)
+            return entry.torch_path(*args, **kwargs)
+        result = entry.call(args, kwargs)
+        if result is not _NO_KERNEL:
+            return result
         if _use_pytorch_path(mixer is not None and mixer.use_mambapy) or mask is _UNKNOWN_MASK:
-            return torch_path(*args, **kwargs)
+            return entry.torch_path(*args, **kwargs)
+        if any(kwargs.get(name) is not None for name in _RMS_WEIGHTS):
+            # FalconMamba's norms on B, C and dt, which vlmamba's fused mixer does not apply: the mixer's own code
+            # runs, its scan on vlmamba's path.
+            return entry.torch_path(*args, **kwargs)
         return mamba_inner(*args, mask=mask, **kwargs)
 
-    dispatch._vlmamba_dispatch = True
-    return dispatch
+    return _marked(dispatch, entry)
+
+
+# The fused entry point's arguments for FalconMamba's RMS norms of B, C and dt (mamba-ssm's kernel applies them).
+_RMS_WEIGHTS = ("b_rms_weight", "c_rms_weight", "dt_rms_weight")
 
 
 def _fusable(mixer) -> bool:
@@ -268,22 +543,104 @@ def _recording_mixer(forward):
 def install_device_dispatch() -> None:
     """Routes transformers' Mamba entry points as in the module's table. Idempotent."""
     wrappers = {"mamba_selective_scan": _scan_dispatching, "mamba_inner_fn": _inner_dispatching}
+    for module, mixer in MIXER_MODULES:
+        for name in KERNEL_ENTRY_POINTS:
+            bound = getattr(module, name, None)
+            if bound is None or getattr(bound, "_vlmamba_dispatch", False):
+                continue
+            setattr(module, name, wrappers.get(name, _dispatching)(_EntryPoint(name, bound, module)))
+        mixer = getattr(module, mixer)
+        if not getattr(mixer.forward, "_vlmamba_dispatch", False):
+            mixer.forward = _recording_mixer(mixer.forward)
+
+
+def kernel_report() -> list[dict[str, str]]:
+    """What runs in this process for each of transformers' Mamba entry points, under the current scan implementation.
+
+    Returns:
+        One dict per entry point: `entry_point`, `cuda` (the path of CUDA tensors), `cpu` (that of CPU tensors and
+        other devices) and `why` (what decided the CUDA path). A hub kernel runs only for a model loaded with
+        `use_kernels=True`, which `cuda` says when the `kernels` package is in use.
+    """
+    install_device_dispatch()
+    rows = []
     for name in KERNEL_ENTRY_POINTS:
-        entry_point = getattr(modeling_mamba, name, None)
-        if entry_point is None or getattr(entry_point, "_vlmamba_dispatch", False):
+        entry = getattr(getattr(modeling_mamba, name, None), "_vlmamba_entry", None)
+        if entry is None:
             continue
-        setattr(modeling_mamba, name, wrappers.get(name, _dispatching)(entry_point))
-    mixer = modeling_mamba.MambaMixer
-    if not getattr(mixer.forward, "_vlmamba_dispatch", False):
-        mixer.forward = _recording_mixer(mixer.forward)
+        reference = _scan_implementation == "reference"
+        cpu = "transformers' PyTorch path" if reference else entry.fallback
+        if name == "mamba_inner_fn" and reference:
+            cpu = "transformers' PyTorch path (the mixer's own code)"
+        problem = entry.problem()
+        if _scan_implementation != "auto":
+            cuda, why = cpu, f'scan_implementation("{_scan_implementation}")'
+        elif problem is None:
+            cuda, why = f"{entry.distribution}'s `{entry.function}`", "bound by transformers, its extensions load"
+        else:
+            cuda, why = cpu, problem
+        if entry.hub_layer is not None and _scan_implementation == "auto":
+            cuda = f"hub kernel `{entry.hub_layer}` with use_kernels=True, else {cuda}"
+        rows.append({"entry_point": name, "cuda": cuda, "cpu": cpu, "why": why})
+    return rows
+
+
+def env_report() -> str:
+    """A table of which Mamba path runs on this machine, with the versions and settings that decide it (what
+    `vlmamba env` prints)."""
+    from importlib import metadata
+
+    def version(distribution: str) -> str:
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    from transformers.utils.import_utils import KERNELS_MAX_VERSION, KERNELS_MIN_VERSION, is_kernels_available
+
+    if torch.cuda.is_available():
+        device = ", ".join(torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count()))
+    else:
+        device = "none"
+    hub = version("kernels")
+    if hub != "not installed" and not is_kernels_available():
+        hub += f" (not used: transformers takes {KERNELS_MIN_VERSION} <= version < {KERNELS_MAX_VERSION})"
+    elif hub != "not installed":
+        hub += " (a model loaded with use_kernels=True runs the hub kernels on CUDA)"
+    tf32 = torch.get_float32_matmul_precision() != "highest" or torch.backends.cuda.matmul.allow_tf32
+    lines = [
+        f"torch {torch.__version__} (CUDA build: {torch.version.cuda or 'no'}), CUDA devices: {device}",
+        f"transformers {version('transformers')}, mamba-ssm {version('mamba-ssm')}, causal-conv1d "
+        f"{version('causal-conv1d')}, triton {version('triton')}",
+        f"kernels (hub kernels): {hub}",
+        f"scan implementation: {_scan_implementation}",
+        "fp32 matmuls on CUDA: "
+        + (
+            "TF32 (vlmamba's scan is then not exact to 1e-5; torch.set_float32_matmul_precision('highest') and "
+            "torch.backends.cuda.matmul.allow_tf32 = False turn it off)"
+            if tf32
+            else "full fp32"
+        ),
+        "",
+    ]
+    rows = kernel_report()
+    header = {"entry_point": "entry point", "cuda": "CUDA tensors", "cpu": "CPU and other tensors"}
+    widths = {key: max(len(row[key]) for row in [header, *rows]) for key in header}
+    for row in [header, *rows]:
+        lines.append("  ".join(row[key].ljust(widths[key]) for key in header).rstrip())
+    lines.append("")
+    lines.extend(f"{row['entry_point']}: {row['why']}" for row in rows)
+    return "\n".join(lines)
 
 
 __all__ = [
     "DT_PROJ_ADAPTER_WARNING",
     "KERNEL_ENTRY_POINTS",
     "SCAN_IMPLEMENTATIONS",
+    "env_report",
     "get_scan_implementation",
     "install_device_dispatch",
+    "kernel_report",
     "scan_implementation",
     "set_scan_implementation",
 ]

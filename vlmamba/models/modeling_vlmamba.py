@@ -143,9 +143,19 @@ class VLMambaPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
         # Loading puts new, trainable parameters in place of the built ones: the config's frozen tower is frozen again.
-        (loaded[0] if isinstance(loaded, tuple) else loaded).freeze_vision_tower_as_configured()
+        model.freeze_vision_tower_as_configured()
+        model._compute_language_model_buffers()
         return loaded
+
+    @torch.no_grad()
+    def _compute_language_model_buffers(self) -> None:
+        """Sets what the language model computes rather than loads (FalconH1's µP vector, a buffer no checkpoint
+        holds). Loading leaves such buffers empty and relies on the model's own init of itself, which transformers
+        skips for a model nested in custom code like this one, so it is called here."""
+        language_model = (self.model if isinstance(self, VLMambaForConditionalGeneration) else self).language_model
+        language_model._init_weights(language_model)
 
     def freeze_vision_tower_as_configured(self) -> None:
         """Takes the vision tower's parameters out of training when the config says `freeze_vision_tower`."""
@@ -192,6 +202,12 @@ class VLMambaModel(VLMambaPreTrainedModel):
 
     def get_vision_tower(self):
         return self.vision_tower
+
+    def embed_tokens(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """The language model's embeddings of `input_ids`, scaled as the language model scales the ids it embeds."""
+        embeddings = self.get_input_embeddings()(input_ids)
+        embedding_multiplier, _ = text_multipliers(self.config.text_config)
+        return embeddings * embedding_multiplier if embedding_multiplier != 1.0 else embeddings
 
     def _check_pixel_values(self, pixel_values: torch.Tensor):
         size = self.config.image_size
@@ -310,7 +326,7 @@ class VLMambaModel(VLMambaPreTrainedModel):
             use_cache = self.config.use_cache and not self.training
 
         if inputs_embeds is None:
-            inputs_embeds = self.get_input_embeddings()(input_ids)
+            inputs_embeds = self.embed_tokens(input_ids)
 
         image_features = None
         if pixel_values is not None:
@@ -345,6 +361,18 @@ class VLMambaModel(VLMambaPreTrainedModel):
             image_hidden_states=image_features,
         )
         return output if return_dict else output.to_tuple()
+
+
+# Language models whose cache is recurrent states only (no attention layer, so no sequence length).
+RECURRENT_TEXT_MODEL_TYPES = ("mamba", "mamba2", "falcon_mamba")
+
+
+def text_multipliers(text_config) -> tuple[float, float]:
+    """The scales of the token embeddings and of the logits that a language model's own classes apply (FalconH1's
+    `embedding_multiplier` and `lm_head_multiplier`; 1 for the others). Its base model scales only the embeddings of
+    ids it looks up itself and its causal-LM class the logits; the VL model does the lookup and has the head, so it
+    applies both."""
+    return getattr(text_config, "embedding_multiplier", 1.0), getattr(text_config, "lm_head_multiplier", 1.0)
 
 
 def _is_prefill(cache: Cache | None) -> bool:
@@ -417,6 +445,12 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         self.model = self.base_model_class(config)
         text_config = config.text_config
         self.lm_head = nn.Linear(text_config.hidden_size, text_config.vocab_size, bias=False)
+        # The head ties to the language model's embedding, whose name is the backbone's (`embeddings` for Mamba-1/2
+        # and FalconMamba, `embed_tokens` for FalconH1, `embed_in` for GPT-NeoX).
+        language_model = self.model.language_model
+        embedding = next(name for name, module in language_model.named_children()
+                         if module is language_model.get_input_embeddings())
+        self._tied_weights_keys = {"lm_head.weight": f"model.language_model.{embedding}.weight"}
         self.post_init()
 
     @property
@@ -549,8 +583,7 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         if getattr(self, "_is_stateful", False):
             # A recurrent cache records the ids it holds (see `_CACHED_IDS`).
             _record_cached_ids(outputs.cache, before, input_ids)
-        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
-        logits = self.lm_head(hidden_states.to(self.lm_head.weight.dtype))
+        logits = self._logits(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
 
         loss = None
         if labels is not None and self.config.loss_reduction == "sample":
@@ -569,6 +602,12 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
             image_hidden_states=outputs.image_hidden_states,
         )
         return output if return_dict else output.to_tuple()
+
+    def _logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The head's logits, scaled as the language model's own head scales them."""
+        logits = self.lm_head(hidden_states.to(self.lm_head.weight.dtype))
+        _, lm_head_multiplier = text_multipliers(self.config.text_config)
+        return logits * lm_head_multiplier if lm_head_multiplier != 1.0 else logits
 
     def _images_of_the_fed_tokens(self, model_inputs: dict, input_ids: torch.LongTensor) -> dict:
         """`model_inputs` of a first step that feeds only the end of `input_ids` (the rest is in the cache), with
@@ -616,7 +655,8 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
             pixel_values (`torch.FloatTensor` of shape `(num_images, 3, image_size, image_size)`, *optional*): every
                 image of the batch, in the order of their blocks.
             attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*): 0 on (left) padding.
-            chunk_size (`int`, *optional*): tokens per forward; the whole prompt at once by default.
+            chunk_size (`int`, *optional*): tokens per forward (at least 2 after the first chunk); the whole prompt at
+                once by default.
             cache (`Cache`, *optional*): a cache to continue (the prompt then follows what it holds).
 
         Returns:
@@ -636,15 +676,20 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
         # the column of each image's last placeholder (the image is dropped once a chunk has passed it).
         ranks = (placeholders.flatten().cumsum(0) - 1).view_as(input_ids)
         last_columns = placeholders.nonzero()[tokens_per_image - 1 :: tokens_per_image, 1].tolist()
-        stateful = getattr(self, "_is_stateful", False)
+        recurrent = self.config.text_config.model_type in RECURRENT_TEXT_MODEL_TYPES
         # Attention positions count real tokens only, as generate() numbers a left-padded prompt.
         positions = None
-        if not stateful and attention_mask is not None:
+        if not recurrent and attention_mask is not None:
             positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        # No chunk after the first is a single token: transformers' Mamba-2 mixers take a one-token forward on a
+        # cache for a decoding step, which ignores the attention mask (a padding token would enter the state).
+        starts = list(range(0, length, max(chunk_size, 2)))
+        if len(starts) > 1 and length - starts[-1] == 1:
+            starts.pop()  # the last token joins the chunk before it
+        ends = starts[1:] + [length]
         features, output = {}, None
-        for start in range(0, length, chunk_size):
-            end = min(length, start + chunk_size)
-            embeds = self.get_input_embeddings()(input_ids[:, start:end])
+        for start, end in zip(starts, ends):
+            embeds = self.model.embed_tokens(input_ids[:, start:end])
             where = placeholders[:, start:end]
             if where.any():
                 rank = ranks[:, start:end][where]
@@ -660,7 +705,7 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
                 mask = None
             else:
                 # A Mamba mixer masks the tokens it is given; attention masks everything the cache holds too.
-                mask = attention_mask[:, start:end] if stateful else attention_mask[:, :end]
+                mask = attention_mask[:, start:end] if recurrent else attention_mask[:, :end]
             before = _cached_ids(cache)
             extra = {} if positions is None else {"position_ids": positions[:, start:end]}
             output = self.model(
@@ -668,16 +713,15 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
             )
             cache = output.cache
             _record_cached_ids(cache, before, input_ids[:, start:end])
-        logits = self.lm_head(output.last_hidden_state[:, -1:].to(self.lm_head.weight.dtype))
-        return VLCausalLMOutputWithPast(logits=logits, cache=cache)
+        return VLCausalLMOutputWithPast(logits=self._logits(output.last_hidden_state[:, -1:]), cache=cache)
 
 
 class MambaVLPreTrainedModel(VLMambaPreTrainedModel):
     """The flags of every Mamba-VL class."""
 
     config_class = MambaVLConfig
-    # Units that device maps and FSDP's auto-wrap keep whole.
-    _no_split_modules = ["MambaBlock"]
+    # Units that device maps and FSDP's auto-wrap keep whole, for each backbone.
+    _no_split_modules = ["MambaBlock", "Mamba2Block", "FalconMambaBlock", "FalconH1DecoderLayer"]
     _is_stateful = True
 
 
@@ -756,6 +800,9 @@ class MambaVLForConditionalGeneration(MambaVLPreTrainedModel, VLMambaForConditio
             is_first_iteration=is_first_iteration,
             **kwargs,
         )
+        if self.config.text_config.model_type not in RECURRENT_TEXT_MODEL_TYPES:
+            # A hybrid's cache also holds attention layers: it knows its length, and the attention needs the mask.
+            return model_inputs
         # After the prefill the mixer would apply the full-length mask to a one-token step; padding is already
         # folded into the recurrent state, so decoding steps take no mask.
         if use_cache and not is_first_iteration:

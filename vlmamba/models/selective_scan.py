@@ -9,7 +9,8 @@ transformers' PyTorch path runs it one token at a time under autograd; every ste
 tensor of the whole sequence, which makes training superlinear in the length. Here the recurrence runs inside one
 `torch.autograd.Function` with a hand-written backward:
 
-* Time is cut into chunks sized so that a chunk's (batch, T, state, channels) buffers stay in the CPU cache; the
+* Time is cut into chunks sized so that a chunk's (batch, T, state, channels) buffers stay in the CPU cache (on a
+  GPU, larger chunks of bounded memory: fewer kernel launches per token); the
   buffers are allocated once per call and reused by every chunk. A chunk builds its decays and inputs with a few
   large vectorised ops along contiguous channels, runs the recurrence in place (one fused multiply-add per step), and
   contracts the states with `C` in one batched row-vector product.
@@ -28,6 +29,11 @@ The arithmetic is the sequential recurrence's: every decay is a single exponenti
 the exponent times log2(e), the faster function on CPU) of a non-positive number, so strong
 decays (large `delta * |A|`) underflow to zero exactly as in the sequential loop and nothing can overflow. Any length
 works, including 1; there is no padding to a chunk multiple.
+
+On CUDA the contractions with `C` and the backward's products with `B` and `C` are fp32 matmuls: with TF32 enabled
+(`torch.set_float32_matmul_precision("high")` or `torch.backends.cuda.matmul.allow_tf32 = True`) they round their
+inputs to 10 mantissa bits and the scan is no longer exact to 1e-5 (about 1e-3 relative); PyTorch's default,
+`torch.set_float32_matmul_precision("highest")`, keeps full fp32.
 """
 
 import torch
@@ -40,12 +46,23 @@ import torch.nn.functional as F
 # 2**18 and 2**21 slower).
 _CHUNK_ELEMENTS = 2**19
 _MIN_CHUNK, _MAX_CHUNK = 8, 256
+# On a GPU every op is a kernel launch and no cache needs to hold the chunk: besides one launch per step (two in the
+# backward) a chunk costs about ten launches in the forward and thirty-five in the backward, so larger chunks launch
+# less per token, and the states kept for the backward (one per chunk) shrink with them. Memory bounds the chunk: each
+# of the backward's four chunk buffers holds at most 2**24 values (64 MiB in fp32).
+_ACCELERATOR_CHUNK_ELEMENTS = 2**24
+_ACCELERATOR_MAX_CHUNK = 1024
 _LOG2E = 1.4426950408889634
 
 
-def _chunk_size(length: int, state_elements: int) -> int:
+def _chunk_size(length: int, state_elements: int, device_type: str = "cpu") -> int:
+    """Time steps per chunk, for `state_elements` (batch * channels * state) values per step, on `device_type`."""
+    if device_type == "cpu":
+        budget, largest = _CHUNK_ELEMENTS, _MAX_CHUNK
+    else:
+        budget, largest = _ACCELERATOR_CHUNK_ELEMENTS, _ACCELERATOR_MAX_CHUNK
     size = _MIN_CHUNK
-    while size < _MAX_CHUNK and size * 2 * state_elements <= _CHUNK_ELEMENTS:
+    while size < largest and size * 2 * state_elements <= budget:
         size *= 2
     return max(1, min(size, length))
 
@@ -396,7 +413,7 @@ def selective_scan(
         def per_channel(value):
             return None if value is None else value.to(compute_dtype).reshape(groups, per_group)
 
-        chunk = chunk_size or _chunk_size(length, batch * channels * state)
+        chunk = chunk_size or _chunk_size(length, batch * channels * state, u.device.type)
         y, last = _ChunkedScan.apply(
             time_major(u),
             time_major(delta),
