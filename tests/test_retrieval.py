@@ -2,29 +2,40 @@
 """The in-context retrieval experiment: data, model sizes, metric, curriculum, the Mamba scan path and the CLI."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
+import vlmamba.experiments.retrieval as retrieval
 import vlmamba.models.mamba_kernels
 from vlmamba.cli import main
 from vlmamba.experiments.retrieval import (
     FIRST_POSITION_ID,
+    HELDOUT_SEED_OFFSET,
     QUERY_ID,
+    Plateau,
     RetrievalConfig,
     answer_logits,
     build_model,
+    choose_learning_rate,
     count_parameters,
+    estimate_sweep_seconds,
     evaluate,
     make_batch,
     run_retrieval,
+    run_sweep,
     score_predictions,
     train,
     training_length,
 )
 
 
-TINY = dict(lengths=(4, 8), num_symbols=16, width=16, depth=1, state_size=4, steps=2, tokens_per_batch=64, workers=1)
+# One rate and no held-out evaluation: a fixed budget, as the tests of data, models and scan paths want.
+TINY = dict(
+    lengths=(4, 8), num_symbols=16, width=16, depth=1, state_size=4, steps=2, tokens_per_batch=64, workers=1,
+    learning_rates=(1e-3,), eval_every=0,
+)  # fmt: skip
 
 
 def decode(sample_ids, sample_tags, config):
@@ -182,20 +193,169 @@ def test_evaluate_against_a_model_with_known_answers(layout):
 
 
 def test_curriculum_lengths():
-    config = RetrievalConfig(steps=100, short_phase=0.3, short_phase_max_length=30, min_length=4)
+    config = RetrievalConfig(short_phase_max_length=30, min_length=4)
     generator = torch.Generator().manual_seed(0)
-    short = [training_length(step, config, generator) for step in range(30)]
-    later = [training_length(step, config, generator) for step in range(30, 100) for _ in range(20)]
+    short = [training_length("short", config, generator) for _ in range(30)]
+    later = [training_length("long", config, generator) for _ in range(1400)]
     assert 4 <= min(short) and max(short) <= 30
     assert 4 <= min(later) and max(later) <= 576 and max(later) > 400
     assert sum(length > 288 for length in later) > 0.2 * len(later)
     assert 0.2 < sum(length == 576 for length in later) / len(later) < 0.5  # a third of the long phase by default
-    only_longest = RetrievalConfig(steps=10, short_phase=0.0, long_phase_mix=(0, 0, 1))
-    assert {training_length(step, only_longest, generator) for step in range(10)} == {576}
-    only_short = RetrievalConfig(steps=10, short_phase=1.0, short_phase_max_length=8)
-    assert max(training_length(step, only_short, generator) for step in range(10)) <= 8
+    only_longest = RetrievalConfig(long_phase_mix=(0, 0, 1))
+    assert {training_length("long", only_longest, generator) for _ in range(10)} == {576}
     with pytest.raises(ValueError, match="long_phase_mix"):
         RetrievalConfig(long_phase_mix=(1, -1, 0))
+
+
+def test_fixed_budget_phases_follow_the_step_fraction(monkeypatch):
+    lengths = []
+    real = retrieval.training_length
+    monkeypatch.setattr(retrieval, "training_length", lambda phase, *args: lengths.append(phase) or real(phase, *args))
+    config = RetrievalConfig(**{**TINY, "steps": 10, "short_phase": 0.3})
+    record = train(build_model("pythia", config), config)
+    assert lengths == ["short"] * 3 + ["long"] * 7
+    assert record["steps"] == 10 and record["long_phase_from"] == 3 and record["curve"] == []
+    assert record["heldout_accuracy"] is None and record["stop_reason"] == "step cap"
+
+
+def test_plateau_stops_after_patience_evaluations_without_a_new_best():
+    plateau = Plateau(patience=2)
+    # 0.3 is the best after the second value; 0.3 again is no improvement (strictly higher is needed).
+    assert [plateau.update(value) for value in (0.1, 0.3, 0.2, 0.3)] == [None, None, None, "plateau"]
+    plateau = Plateau(patience=2)
+    assert [plateau.update(value) for value in (0.1, 0.2, 0.1, 0.4, 0.3, 0.35)] == [None] * 5 + ["plateau"]
+    assert Plateau(patience=5).update(1.0) == "perfect"
+
+
+class ScriptedHeldout:
+    """Stands for `heldout_accuracy`: returns the next scripted (short lengths, other lengths) accuracies and keeps
+    a copy of the model's weights at every call."""
+
+    def __init__(self, script):
+        self.script, self.calls, self.states = list(script), [], []
+
+    def __call__(self, model, config, layout="query_last"):
+        short, other = self.script[len(self.calls)]
+        self.calls.append(len(self.calls))
+        self.states.append({name: tensor.clone() for name, tensor in model.state_dict().items()})
+        watched = retrieval.short_lengths(config)
+        return {length: short if length in watched else other for length in config.lengths}
+
+
+def test_training_stops_exactly_when_the_heldout_accuracy_stops_improving(monkeypatch):
+    # lengths 4 and 80: the short phase (up to 64) watches N = 4 only, the long phase the mean of both.
+    config = RetrievalConfig(
+        **{**TINY, "lengths": (4, 80), "num_symbols": 96, "steps": 40, "short_phase": 0.5, "eval_every": 2},
+        patience=2,
+    )
+    script = [
+        (0.2, 0.0), (0.5, 0.0), (0.4, 0.1), (0.5, 0.1),  # short phase: best 0.5 at step 4, ends after step 8
+        (0.6, 0.2), (0.6, 0.5), (0.6, 0.3), (0.7, 0.3),  # long phase: best mean 0.55 at step 12, ends after step 16
+        (0.9, 0.9),  # never reached
+    ]  # fmt: skip
+    scripted = ScriptedHeldout(script)
+    monkeypatch.setattr(retrieval, "heldout_accuracy", scripted)
+    model = build_model("mamba", config)
+    record = train(model, config)
+    assert len(scripted.calls) == 8 and record["steps"] == 16
+    assert record["short_phase_end"] == "plateau" and record["long_phase_from"] == 8
+    assert record["stop_reason"] == "plateau"
+    assert [entry["step"] for entry in record["curve"]] == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert [entry["phase"] for entry in record["curve"]] == ["short"] * 4 + ["long"] * 4
+    assert record["best_step"] == 12 and record["heldout_accuracy"] == pytest.approx(0.55)
+    # The model ends with the weights it had at its best evaluation (the sixth call), not its last ones.
+    final = model.state_dict()
+    assert all(torch.equal(final[name], scripted.states[5][name]) for name in final)
+    assert not all(torch.equal(final[name], scripted.states[7][name]) for name in final)
+
+    # A perfect held-out score ends a phase at once; without a plateau the step cap ends training.
+    scripted = ScriptedHeldout([(1.0, 0.0), (0.1, 0.2), (0.1, 0.3), (0.1, 0.4), (0.1, 0.5)])
+    monkeypatch.setattr(retrieval, "heldout_accuracy", scripted)
+    record = train(build_model("pythia", config), replace(config, steps=10))
+    assert record["long_phase_from"] == 2 and record["short_phase_end"] == "perfect"
+    assert record["steps"] == 10 and record["stop_reason"] == "step cap" and record["best_step"] == 2
+    # The short phase also ends at its share of the step cap.
+    scripted = ScriptedHeldout([(0.1 * k, 0.0) for k in range(1, 6)])
+    monkeypatch.setattr(retrieval, "heldout_accuracy", scripted)
+    record = train(build_model("pythia", config), replace(config, steps=10, short_phase=0.4))
+    assert record["long_phase_from"] == 4 and record["short_phase_end"] == "step cap"
+
+
+def test_the_chosen_rate_is_the_best_heldout_one_stubbed(monkeypatch, tmp_path):
+    # Held-out accuracy scripted per family and rate; 1e-3 is best for Pythia, 3e-3 for Mamba.
+    scores = {
+        "GPTNeoXForCausalLM": {3e-4: 0.2, 1e-3: 0.9, 3e-3: 0.4},
+        "MambaForCausalLM": {3e-4: 0.1, 1e-3: 0.3, 3e-3: 0.35},
+    }
+
+    def stub(model, config, layout="query_last"):
+        return {length: scores[type(model).__name__][config.learning_rate] for length in config.lengths}
+
+    monkeypatch.setattr(retrieval, "heldout_accuracy", stub)
+    config = RetrievalConfig(**{**TINY, "learning_rates": (3e-4, 1e-3, 3e-3), "eval_every": 1, "steps": 2})
+    results = run_retrieval(tmp_path, config, eval_samples=4)
+    assert results["runs"]["pythia/query_last"]["learning_rate"] == 1e-3
+    assert results["runs"]["mamba/query_last"]["learning_rate"] == 3e-3
+    for run in results["runs"].values():
+        assert set(run["by_rate"]) == {"0.0003", "0.001", "0.003"}
+        chosen = run["by_rate"][f"{run['learning_rate']:g}"]
+        assert run["training"] == chosen["training"] and run["results"] == chosen["results"]
+        assert all(len(other["training"]["curve"]) == 2 for other in run["by_rate"].values())
+    assert choose_learning_rate({3e-4: 0.5, 1e-3: 0.5, 3e-3: None}) == 3e-4  # ties: the first rate of the grid
+    with pytest.raises(ValueError, match="eval_every must be positive"):
+        RetrievalConfig(learning_rates=(1e-3, 3e-3), eval_every=0)
+
+
+def test_the_chosen_rate_is_the_best_heldout_one_recomputed(tmp_path):
+    config = RetrievalConfig(
+        **{**TINY, "learning_rates": (1e-4, 3e-3), "eval_every": 4, "steps": 12, "lengths": (4,)},
+        heldout_samples=16, families=("pythia",), short_phase=0.0,
+    )  # fmt: skip
+    results = run_retrieval(tmp_path, config)
+    run = results["runs"]["pythia/query_last"]
+    recomputed = {}
+    for rate in config.learning_rates:
+        # An independent retraining at each rate, and its held-out accuracy measured directly with `evaluate`.
+        rate_config = replace(config, learning_rate=rate)
+        model = build_model("pythia", rate_config)
+        record = train(model, rate_config)
+        heldout = evaluate(model, rate_config, samples=16, seed_offset=HELDOUT_SEED_OFFSET)
+        recomputed[rate] = heldout["4"]["accuracy"]
+        assert recomputed[rate] == pytest.approx(run["by_rate"][f"{rate:g}"]["training"]["heldout_accuracy"])
+        assert recomputed[rate] == max(entry["heldout_accuracy"] for entry in record["curve"])
+    assert recomputed[3e-3] != recomputed[1e-4]
+    assert run["learning_rate"] == max(recomputed, key=recomputed.get)
+
+
+def test_sweep_writes_one_folder_per_size_a_summary_and_a_plot(tmp_path):
+    config = RetrievalConfig(**TINY, eval_samples=4)
+    estimate = estimate_sweep_seconds(tmp_path, config, (8,), (2, 4), probe_steps=1)
+    assert set(estimate["per_size"]) == {"width8_state2", "width8_state4"}
+    assert all(seconds > 0 for seconds in estimate["per_size"].values())
+    sweep = run_sweep(tmp_path, config, widths=(8,), state_sizes=(2, 4))
+    saved = json.loads((tmp_path / "retrieval_sweep.json").read_text())
+    assert saved == json.loads(json.dumps(sweep))
+    assert [(size["width"], size["state_size"]) for size in saved["sizes"]] == [(8, 2), (8, 4)]
+    for size in saved["sizes"]:
+        run = json.loads((tmp_path / size["folder"] / "retrieval.json").read_text())
+        assert (run["config"]["width"], run["config"]["state_size"]) == (size["width"], size["state_size"])
+        assert size["parameters"] == run["parameters"] and not size["reused"]
+        # Pythia matched to Mamba at every size.
+        assert abs(size["parameters"]["pythia"] - size["parameters"]["mamba"]) <= 0.1 * size["parameters"]["mamba"]
+        assert set(size["runs"]["mamba/query_last"]["accuracy"]) == {"4", "8"}
+        assert (tmp_path / size["folder"] / "retrieval.png").exists()
+    # The state size changes Mamba, and Pythia with it.
+    assert saved["sizes"][0]["parameters"]["mamba"] < saved["sizes"][1]["parameters"]["mamba"]
+    assert saved["sizes"][0]["parameters"]["pythia"] < saved["sizes"][1]["parameters"]["pythia"]
+    assert (tmp_path / "retrieval_sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Run again, the sizes already measured are read back, not retrained, and cost nothing in the estimate.
+    again = run_sweep(tmp_path, config, widths=(8,), state_sizes=(2,))
+    assert all(size["reused"] for size in again["sizes"])
+    assert again["sizes"][0]["runs"] == sweep["sizes"][0]["runs"]
+    assert estimate_sweep_seconds(tmp_path, config, (8,), (2,))["seconds"] == 0
+    # Printing and scheduling settings do not make a size stale; a setting that changes the numbers does.
+    assert run_sweep(tmp_path, replace(config, log_every=5), widths=(8,), state_sizes=(2,))["sizes"][0]["reused"]
+    assert not run_sweep(tmp_path, replace(config, seed=1), widths=(8,), state_sizes=(2,))["sizes"][0]["reused"]
 
 
 def test_mamba_trains_with_the_fast_scan(monkeypatch):
@@ -249,11 +409,11 @@ def test_run_retrieval_writes_json_and_plot(tmp_path):
 def test_cli_end_to_end(tmp_path, capsys):
     code = main(
         ["retrieval", "--output-dir", str(tmp_path), "--steps", "2", "--width", "16", "--depth", "1",
-         "--lengths", "3,6", "--eval-samples", "4", "--workers", "1", "--log-every", "1"]
+         "--lengths", "3,6", "--eval-samples", "4", "--workers", "1", "--log-every", "1", "--learning-rates", "1e-3"]
     )  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert "[Mamba, query_last] step 2/2" in out
+    assert "[Mamba, query_last, lr 0.001] step 2/2" in out
     table = out[out.index("    N") :].splitlines()
     assert table[0].split() == ["N", "Pythia", "Mamba", "chance"]
     assert [line.split()[0] for line in table[1:3]] == ["3", "6"]
@@ -262,3 +422,24 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert (tmp_path / "retrieval.png").exists()
     with pytest.raises(SystemExit, match="--lengths"):
         main(["retrieval", "--output-dir", str(tmp_path), "--lengths", "20,fifty"])
+    with pytest.raises(SystemExit, match="--learning-rates"):
+        main(["retrieval", "--output-dir", str(tmp_path), "--learning-rates", "1e-3,fast"])
+
+
+def test_cli_sweep(tmp_path, capsys):
+    code = main(
+        ["retrieval", "--sweep", "--output-dir", str(tmp_path), "--steps", "2", "--depth", "1", "--lengths", "3,6",
+         "--eval-samples", "4", "--workers", "1", "--log-every", "0", "--eval-every", "0", "--learning-rates",
+         "1e-3", "--sweep-widths", "8,16", "--sweep-state-sizes", "2"]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Sweep over widths (8, 16) and Mamba state sizes (2,): about")
+    assert "width16_state2" in out.splitlines()[0]
+    table = out[out.index("width state") :].splitlines()
+    assert [line.split()[:3] for line in table[1:5]] == [
+        ["8", "2", "Pythia"], ["8", "2", "Mamba"], ["16", "2", "Pythia"], ["16", "2", "Mamba"]
+    ]  # fmt: skip
+    saved = json.loads((tmp_path / "retrieval_sweep.json").read_text())
+    assert saved["config"]["learning_rates"] == [1e-3] and len(saved["sizes"]) == 2
+    assert (tmp_path / "width16_state2" / "retrieval.json").exists()

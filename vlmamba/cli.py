@@ -51,17 +51,24 @@ def _quickstart(args) -> int:
 
 
 def _retrieval(args) -> int:
-    from .experiments.retrieval import RetrievalConfig, results_table, run_retrieval
+    from .experiments import retrieval
 
-    try:
-        lengths = tuple(int(length) for length in args.lengths.split(","))
-    except ValueError:
-        raise SystemExit(f"--lengths must be comma-separated integers, got {args.lengths!r}") from None
-    config = RetrievalConfig(
-        lengths=lengths,
+    def numbers(flag, text, kind):
+        try:
+            return tuple(kind(value) for value in text.split(","))
+        except ValueError:
+            raise SystemExit(f"{flag} must be comma-separated numbers, got {text!r}") from None
+
+    config = retrieval.RetrievalConfig(
+        lengths=numbers("--lengths", args.lengths, int),
         steps=args.steps,
         width=args.width,
         depth=args.depth,
+        state_size=args.state_size,
+        learning_rates=numbers("--learning-rates", args.learning_rates, float),
+        eval_every=args.eval_every,
+        patience=args.patience,
+        heldout_samples=args.heldout_samples,
         eval_samples=args.eval_samples,
         layouts=("query_last", "query_first") if args.query_first else ("query_last",),
         position_tags="none" if args.no_position_tags else "input",
@@ -70,10 +77,28 @@ def _retrieval(args) -> int:
         workers=args.workers,
         log_every=args.log_every,
     )
-    results = run_retrieval(args.output_dir, config)
+    if not args.sweep:
+        results = retrieval.run_retrieval(args.output_dir, config)
+        print()
+        print(retrieval.results_table(results))
+        print(f"\nretrieval.json and retrieval.png in {args.output_dir} ({results['seconds']:.0f} s in all).")
+        return 0
+    widths = numbers("--sweep-widths", args.sweep_widths, int)
+    state_sizes = numbers("--sweep-state-sizes", args.sweep_state_sizes, int)
+    estimate = retrieval.estimate_sweep_seconds(args.output_dir, config, widths, state_sizes)
+    print(
+        f"Sweep over widths {widths} and Mamba state sizes {state_sizes}: about {estimate['seconds'] / 60:.0f} min "
+        "if every run goes to its step cap (step times measured now) — "
+        + ", ".join(f"{name} {seconds / 60:.0f} min" for name, seconds in estimate["per_size"].items()),
+        flush=True,
+    )
+    sweep = retrieval.run_sweep(args.output_dir, config, widths, state_sizes)
     print()
-    print(results_table(results))
-    print(f"\nretrieval.json and retrieval.png in {args.output_dir} ({results['seconds']:.0f} s in all).")
+    print(retrieval.sweep_table(sweep))
+    print(
+        f"\nretrieval_sweep.json, retrieval_sweep.png and one folder per size in {args.output_dir} "
+        f"({sweep['seconds']:.0f} s in all)."
+    )
     return 0
 
 
@@ -264,9 +289,17 @@ def main(argv=None) -> int:
         help="Train a Mamba and a Pythia language model from scratch on in-context retrieval; accuracy per length.",
     )
     retrieval.add_argument("--output-dir", default="outputs/retrieval")
-    retrieval.add_argument("--steps", type=int, default=2500, help="training steps of each model")
+    retrieval.add_argument("--steps", type=int, default=2500, help="steps (the cap, with held-out evaluations)")
     retrieval.add_argument("--width", type=int, default=128)
     retrieval.add_argument("--depth", type=int, default=2)
+    retrieval.add_argument("--state-size", type=int, default=16, help="Mamba's state size")
+    retrieval.add_argument(
+        "--learning-rates", default="1e-3", help="rates tried per family; the best held-out one is kept"
+    )
+    retrieval.add_argument("--eval-every", type=int, default=0, help="steps between held-out evaluations (0: a "
+                           "fixed budget; the tuned protocol: --learning-rates 3e-4,1e-3,3e-3 --eval-every 100)")
+    retrieval.add_argument("--patience", type=int, default=4, help="held-out evaluations without improvement")
+    retrieval.add_argument("--heldout-samples", type=int, default=32, help="held-out queries per length")
     retrieval.add_argument("--lengths", default="20,50,100,200,400,576", help="context lengths to evaluate")
     retrieval.add_argument("--eval-samples", type=int, default=200, help="queries per length")
     retrieval.add_argument("--query-first", action="store_true", help="also run the query-first layout")
@@ -279,6 +312,11 @@ def main(argv=None) -> int:
     retrieval.add_argument(
         "--log-every", type=int, default=100, help="print training progress every N steps (0: never)"
     )
+    retrieval.add_argument(
+        "--sweep", action="store_true", help="run at every --sweep-widths x --sweep-state-sizes, one folder each"
+    )
+    retrieval.add_argument("--sweep-widths", default="128,256")
+    retrieval.add_argument("--sweep-state-sizes", default="16,64", help="Mamba state sizes of the sweep")
     retrieval.set_defaults(func=_retrieval)
 
     # Every flag after `train` goes to the training parser (`vlmamba train --help` lists them), so this sub-parser
