@@ -167,6 +167,25 @@ def _normalization(vision_model: str, tower: PreTrainedModel) -> tuple[list[floa
     return list(image_processor.image_mean), list(image_processor.image_std)
 
 
+def load_tokenizer(source):
+    """The tokenizer of a Hub id or folder, with eos as pad when it has no pad token (GPT-NeoX's has none)."""
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def processor_for_tower(tokenizer, tower: PreTrainedModel, vision_model: str | None = None, **processor_kwargs):
+    """The processor of a model with this tower: images resized to the tower's size and normalized with the mean and
+    std it was trained with, patches of its patch size. `processor_kwargs` go to [`VLMambaProcessor`]."""
+    image_size, patch_size = vision_geometry(tower.config)
+    mean, std = _normalization(vision_model, tower)
+    image_processor = VLMambaImageProcessor(
+        size={"height": image_size, "width": image_size}, image_mean=mean, image_std=std
+    )
+    return VLMambaProcessor(image_processor, tokenizer, patch_size=patch_size, **processor_kwargs)
+
+
 def set_generation_defaults(model, tokenizer) -> None:
     """Writes the generation defaults a saved model carries in `generation_config.json`: the tokenizer's special
     token ids and `max_new_tokens` (`FREE_PROMPT_MAX_NEW_TOKENS`), so that `generate()` without arguments stops at eos
@@ -223,9 +242,7 @@ def build_from_components(
         raise ValueError(f"Unknown family {family!r}; expected one of {', '.join(FAMILIES)}.")
     config_class, model_class = FAMILIES[family]
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer or language_model)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(tokenizer or language_model)
     # Markers asked for by name become tokens; the reference's defaults must already be pieces of the vocabulary.
     defaults = {"###", "&&"}
     named = [marker for marker in dict.fromkeys((image_begin_token, image_end_token, row_separator_token))
@@ -234,19 +251,14 @@ def build_from_components(
         tokenizer.add_special_tokens({"additional_special_tokens": named}, replace_extra_special_tokens=False)
 
     tower = _load_vision_tower(vision_model, dtype, image_size)
-    image_size, patch_size = vision_geometry(tower.config)
-    mean, std = _normalization(vision_model, tower)
-    image_processor = VLMambaImageProcessor(
-        size={"height": image_size, "width": image_size}, image_mean=mean, image_std=std
-    )
-    processor = VLMambaProcessor(
-        image_processor,
+    processor = processor_for_tower(
         tokenizer,
+        tower,
+        vision_model,
         image_token=image_token,
         image_begin_token=image_begin_token,
         image_end_token=image_end_token,
         row_separator_token=row_separator_token,
-        patch_size=patch_size,
         instruction_first=instruction_first,
     )
 
@@ -296,6 +308,8 @@ __all__ = [
     "CLIP_L_336",
     "build_from_components",
     "build_from_preset",
+    "load_tokenizer",
+    "processor_for_tower",
     "resize_vision_tower",
     "set_generation_defaults",
 ]

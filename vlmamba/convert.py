@@ -21,12 +21,11 @@ import torch
 from accelerate import init_empty_weights
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoTokenizer, MambaConfig, MambaForCausalLM
+from transformers import AutoConfig, MambaConfig, MambaForCausalLM
 from transformers.utils import logging
 
-from .builder import _normalization, set_generation_defaults
+from .builder import load_tokenizer, processor_for_tower, set_generation_defaults
 from .models.configuration_vlmamba import EVA02_VISION_CONFIG, MambaVLConfig, PythiaVLConfig
-from .models.image_processing_vlmamba import VLMambaImageProcessor
 from .models.modeling_vlmamba import MambaVLForConditionalGeneration, PythiaVLForConditionalGeneration
 from .models.processing_vlmamba import FREE_PROMPT_MAX_NEW_TOKENS, VLMambaProcessor
 
@@ -363,14 +362,7 @@ def _build_empty(model_class, config):
 def _processor(tokenizer_source, config, tower) -> VLMambaProcessor:
     """The processor for a converted model from a tokenizer folder (none ships with the paper's checkpoints), whose
     image block must come out as the ids the model was trained with."""
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    mean, std = _normalization(None, tower)
-    image_processor = VLMambaImageProcessor(
-        size={"height": config.image_size, "width": config.image_size}, image_mean=mean, image_std=std
-    )
-    processor = VLMambaProcessor(image_processor, tokenizer, patch_size=config.patch_size)
+    processor = processor_for_tower(load_tokenizer(tokenizer_source), tower)
     layout = processor.image_layout()
     wrong = [f"{name}: the tokenizer gives {layout[name]}, the model was trained with {getattr(config, name)}"
              for name in ("image_token_id", "image_begin_token_id", "image_end_token_id", "row_separator_token_id")
@@ -444,7 +436,7 @@ def convert_checkpoint(
         model.generation_config.pad_token_id = GPT_NEOX_EOS_TOKEN_ID
         model.save_pretrained(destination, max_shard_size=max_shard_size)
         if tokenizer is not None:
-            AutoTokenizer.from_pretrained(tokenizer).save_pretrained(destination)
+            load_tokenizer(tokenizer).save_pretrained(destination)
         return destination
 
     if kind == "mamba_vl":
