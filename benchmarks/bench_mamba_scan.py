@@ -1,7 +1,9 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
-"""CPU benchmark of Mamba's selective scan: transformers' loop, mambapy's pscan, vlmamba's chunked scan, GPT-NeoX.
+"""CPU benchmark of Mamba's selective scan: transformers' loop, mambapy's pscan, vlmamba's chunked scan, GPT-NeoX,
+and the other backbones Mamba-VL takes (Mamba-2, FalconMamba, FalconH1) at the same width and depth.
 
-    python benchmarks/bench_mamba_scan.py [--quick] [--systems fast,neox] [--lengths 128,640] [--output FILE]
+    python benchmarks/bench_mamba_scan.py [--quick] [--systems fast,neox,mamba2,falcon_mamba,falcon_h1]
+        [--lengths 128,640] [--output FILE]
 
 Prints one markdown table (forward+backward time, no-grad prefill time, forward+backward peak memory, decode time
 per token, with ratios) and writes it to `--output` with a description of the machine.
@@ -42,16 +44,22 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-SYSTEMS = ("reference", "mambapy", "fast", "noscan", "neox")
+# The other backbones Mamba-VL takes, at the same width and depth: Mamba-2 and FalconH1 on transformers' chunked
+# (SSD) PyTorch path, FalconMamba on vlmamba's scan.
+BACKBONES = ("mamba2", "falcon_mamba", "falcon_h1")
+SYSTEMS = ("reference", "mambapy", "fast", "noscan", "neox", *BACKBONES)
 LABELS = {
     "reference": "Mamba reference",
     "mambapy": "Mamba mambapy",
     "fast": "Mamba fast",
     "noscan": "Mamba without scan (floor)",
     "neox": "GPT-NeoX",
+    "mamba2": "Mamba-2",
+    "falcon_mamba": "FalconMamba",
+    "falcon_h1": "FalconH1 (hybrid)",
 }
 SLOW_SYSTEMS = ("reference", "mambapy")  # transformers' reference path: governed by --reference-timeout
-DECODE_SYSTEMS = ("fast", "neox")
+DECODE_SYSTEMS = ("fast", "neox", *BACKBONES)
 DEFAULT_LENGTHS = (128, 640, 2048, 4096)
 QUICK_LENGTHS = (128, 640)
 DECODE_CONTEXTS = (256, 4096)
@@ -116,8 +124,13 @@ def _scan_selection(system: str, scan_api: bool) -> Iterator[None]:
             import mambapy  # noqa: F401
         except ImportError as error:
             raise Unavailable("not installed") from error
-    if system == "neox":
+    if system in ("neox", "mamba2", "falcon_h1"):
         yield
+    elif system == "falcon_mamba" and scan_api:
+        from vlmamba.models.mamba_kernels import scan_implementation
+
+        with scan_implementation("fast"):
+            yield
     elif system == "noscan" and scan_api:
         import vlmamba.models.mamba_inner as inner
         import vlmamba.models.mamba_kernels as kernels
@@ -153,8 +166,28 @@ def _scan_stand_in(u, delta, A, B, C, D=None, z=None, *args, return_last_state=F
 
 
 def _build_model(system: str) -> torch.nn.Module:
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, MambaConfig, MambaForCausalLM
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
+        MambaConfig,
+        MambaForCausalLM,
+    )
 
+    if system in BACKBONES:
+        shared = {"vocab_size": VOCAB, "hidden_size": D_MODEL, "num_hidden_layers": LAYERS}
+        # Mixers of inner width 2 x D_MODEL and state 16, as Mamba-1's; Mamba-2's heads of 64 channels.
+        mamba2 = {"num_heads": 2 * D_MODEL // 64, "head_dim": 64, "state_size": 16, "n_groups": 1, "expand": 2}
+        fields = {
+            "mamba2": mamba2,
+            "falcon_mamba": {"state_size": 16},
+            "falcon_h1": {"num_attention_heads": NEOX_HEADS, "num_key_value_heads": NEOX_HEADS,
+                          "intermediate_size": NEOX_INTERMEDIATE, "mamba_d_ssm": 2 * D_MODEL,
+                          "mamba_n_heads": 2 * D_MODEL // 64, "mamba_d_head": 64, "mamba_d_state": 16,
+                          "mamba_n_groups": 1, "max_position_embeddings": NEOX_MAX_POSITIONS},
+        }[system]
+        return AutoModelForCausalLM.from_config(AutoConfig.for_model(system, **shared, **fields))
     if system == "neox":
         config = GPTNeoXConfig(
             vocab_size=VOCAB,
@@ -451,7 +484,8 @@ def _ratio(numerator: Cell, denominator: Cell) -> str:
 
 def build_table(results: dict[Case, Outcome], systems: list[str], lengths: list[int]) -> str:
     """One markdown table: a row per (measurement, length), a column per system, then the two ratio columns."""
-    ratios = [("fast / NeoX", "fast", "neox"), ("reference / fast", "reference", "fast")]
+    ratios = [("fast / NeoX", "fast", "neox"), ("reference / fast", "reference", "fast"),
+              *((f"{LABELS[system]} / NeoX", system, "neox") for system in BACKBONES)]
     ratios = [ratio for ratio in ratios if ratio[1] in systems and ratio[2] in systems]
     header = ["measurement", "length", *(LABELS[system] for system in systems), *(name for name, _, _ in ratios)]
     rows = []
@@ -672,7 +706,7 @@ def main(argv: list[str] | None = None) -> None:
     scan_api, scan_note = _scan_api()
     # Systems compared side by side run next to each other (same kind and length), and the quick ones `--rounds`
     # times in rotation, keeping each case's best attempt: a slow spell of a shared host then hits every system.
-    quick = [system for system in ("fast", "noscan", "neox") if system in args.systems]
+    quick = [system for system in ("fast", "noscan", "neox", *BACKBONES) if system in args.systems]
     slow = [system for system in ("mambapy", "reference") if system in args.systems]
     one_round = [Case(kind, system, length) for kind in ("train", "prefill") for length in lengths for system in quick]
     one_round += [Case("decode", s, max(DECODE_CONTEXTS)) for s in DECODE_SYSTEMS if s in quick]
@@ -710,7 +744,8 @@ def main(argv: list[str] | None = None) -> None:
         for event in outcome.events:
             if event["event"] == "baseline":
                 threads.add(event["threads"])
-                params["GPT-NeoX" if case.system == "neox" else "Mamba"] = event["params"]
+                name = "Mamba" if case.system in ("fast", "noscan", *SLOW_SYSTEMS) else LABELS[case.system]
+                params[name] = event["params"]
         print(
             f"[{index}/{len(cases)}] {LABELS[case.system]} {case.kind} {case.length}: {_describe(case, outcome)}",
             file=sys.stderr,

@@ -443,3 +443,18 @@ def test_cli_sweep(tmp_path, capsys):
     saved = json.loads((tmp_path / "retrieval_sweep.json").read_text())
     assert saved["config"]["learning_rates"] == [1e-3] and len(saved["sizes"]) == 2
     assert (tmp_path / "width16_state2" / "retrieval.json").exists()
+
+
+def test_the_other_ssm_backbones_run_the_experiment(tmp_path):
+    from vlmamba.experiments.retrieval import BACKBONE_FAMILIES, build_model, count_parameters
+
+    config = RetrievalConfig(**{**TINY, "families": ("mamba", *BACKBONE_FAMILIES)})
+    results = run_retrieval(tmp_path, config)
+    assert set(results["parameters"]) == {"mamba", *BACKBONE_FAMILIES}
+    for family in BACKBONE_FAMILIES:
+        run = results["runs"][f"{family}/query_last"]
+        assert set(run["results"]) == {str(length) for length in config.lengths}
+        assert build_model(family, config).config.model_type == family
+    # FalconMamba is Mamba's layer plus three norm weights of the state size: the same size up to those.
+    mamba, falcon = (count_parameters(build_model(family, config)) for family in ("mamba", "falcon_mamba"))
+    assert 0 <= falcon - mamba <= 3 * config.depth * max(config.state_size, config.width)

@@ -61,14 +61,24 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, MambaConfig, MambaForCausalLM
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    MambaConfig,
+    MambaForCausalLM,
+)
 from transformers.optimization import get_cosine_schedule_with_warmup
 
 from ..models.mamba_kernels import install_device_dispatch
 
 
 FAMILIES = ("pythia", "mamba")
-FAMILY_NAMES = {"pythia": "Pythia", "mamba": "Mamba"}
+# The other state-space backbones `--families` takes beside the default two, at the same width, depth and state size.
+BACKBONE_FAMILIES = ("mamba2", "falcon_mamba", "falcon_h1")
+FAMILY_NAMES = {"pythia": "Pythia", "mamba": "Mamba", "mamba2": "Mamba-2", "falcon_mamba": "FalconMamba",
+                "falcon_h1": "FalconH1"}
 LAYOUTS = ("query_last", "query_first")
 POSITION_TAGS = ("input", "none")
 PAD_ID = 0
@@ -129,7 +139,7 @@ class RetrievalConfig:
             raise ValueError(f"min_length must be between 1 and the longest context, got {self.min_length}.")
         for name, values, allowed in (
             ("layouts", self.layouts, LAYOUTS),
-            ("families", self.families, FAMILIES),
+            ("families", self.families, FAMILIES + BACKBONE_FAMILIES),
             ("position_tags", (self.position_tags,), POSITION_TAGS),
         ):
             unknown = [value for value in values if value not in allowed]
@@ -249,8 +259,8 @@ def build_model(family: str, config: RetrievalConfig, seed: int | None = None):
     (expand 2, `state_size`, convolution 4), which makes the two models about the same size. Embeddings are not
     tied: with tied embeddings both families stay at chance, as the input symbol dominates the output.
     """
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}.")
+    if family not in FAMILIES + BACKBONE_FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES + BACKBONE_FAMILIES}, got {family!r}.")
     install_device_dispatch()
     common = dict(
         vocab_size=config.vocab_size,
@@ -266,6 +276,8 @@ def build_model(family: str, config: RetrievalConfig, seed: int | None = None):
     torch.manual_seed(config.seed if seed is None else seed)
     if family == "mamba":
         return MambaForCausalLM(mamba_config)
+    if family in BACKBONE_FAMILIES:
+        return AutoModelForCausalLM.from_config(_backbone_config(family, config, common))
     width = config.width
     inner = mamba_config.intermediate_size
     rank = mamba_config.time_step_rank
@@ -289,6 +301,25 @@ def build_model(family: str, config: RetrievalConfig, seed: int | None = None):
         **common,
     )
     return GPTNeoXForCausalLM(neox_config)
+
+
+def _backbone_config(family: str, config: RetrievalConfig, common: dict):
+    """The config of another state-space backbone, its mixers of inner width 2 x `width` and state `state_size` as
+    Mamba's: FalconMamba is Mamba's layer with norms on B, C and dt (the same size), Mamba-2 has heads of up to 64
+    channels (a little smaller), FalconH1 adds attention and an MLP beside each mixer (larger: not matched)."""
+    inner = 2 * config.width
+    head_dim = math.gcd(inner, 64)
+    if family == "falcon_mamba":
+        return AutoConfig.for_model(family, state_size=config.state_size, expand=2, conv_kernel=4, **common)
+    if family == "mamba2":
+        return AutoConfig.for_model(family, num_heads=inner // head_dim, head_dim=head_dim,
+                                    state_size=config.state_size, n_groups=1, expand=2, conv_kernel=4, **common)
+    heads = max(1, config.width // 32)
+    return AutoConfig.for_model(
+        family, num_attention_heads=heads, num_key_value_heads=heads, intermediate_size=2 * config.width,
+        mamba_d_ssm=inner, mamba_n_heads=inner // head_dim, mamba_d_head=head_dim, mamba_d_state=config.state_size,
+        mamba_n_groups=1, max_position_embeddings=2 * config.max_length + 8, **common,
+    )
 
 
 def count_parameters(model) -> int:
