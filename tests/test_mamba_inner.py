@@ -268,6 +268,9 @@ def test_direct_call_without_a_mixer_has_the_kernel_semantics():
             A,
             B=torch.zeros(2, 8, 9),
         )
+    with pytest.raises(ValueError, match="does not apply b_rms_weight"):
+        mamba_inner(xz, mixer.conv1d.weight, None, mixer.x_proj.weight, mixer.dt_proj.weight, mixer.out_proj.weight,
+                    None, A, b_rms_weight=torch.ones(8))
 
 
 def test_dispatch_is_installed_once_and_wraps_the_mixer():

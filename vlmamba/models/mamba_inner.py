@@ -139,6 +139,10 @@ def mamba_inner(
     """
     if B is not None or C is not None:
         raise ValueError("`mamba_inner` takes input-dependent B and C only (pass B=None and C=None).")
+    normed = [name for name in ("b_rms_weight", "c_rms_weight", "dt_rms_weight") if unused.get(name) is not None]
+    if normed:
+        # FalconMamba's norms on B, C and dt: dropped here, they would change what the mixer computes.
+        raise ValueError(f"`mamba_inner` does not apply {', '.join(normed)}; run the mixer's own code instead.")
     channels = xz.shape[1] // 2
     rank, state = delta_proj_weight.shape[1], A.shape[1]
     xz = xz.transpose(1, 2)
