@@ -167,7 +167,6 @@ def _scan_stand_in(u, delta, A, B, C, D=None, z=None, *args, return_last_state=F
 
 def _build_model(system: str) -> torch.nn.Module:
     from transformers import (
-        AutoConfig,
         AutoModelForCausalLM,
         GPTNeoXConfig,
         GPTNeoXForCausalLM,
@@ -176,18 +175,14 @@ def _build_model(system: str) -> torch.nn.Module:
     )
 
     if system in BACKBONES:
-        shared = {"vocab_size": VOCAB, "hidden_size": D_MODEL, "num_hidden_layers": LAYERS}
-        # Mixers of inner width 2 x D_MODEL and state 16, as Mamba-1's; Mamba-2's heads of 64 channels.
-        mamba2 = {"num_heads": 2 * D_MODEL // 64, "head_dim": 64, "state_size": 16, "n_groups": 1, "expand": 2}
-        fields = {
-            "mamba2": mamba2,
-            "falcon_mamba": {"state_size": 16},
-            "falcon_h1": {"num_attention_heads": NEOX_HEADS, "num_key_value_heads": NEOX_HEADS,
-                          "intermediate_size": NEOX_INTERMEDIATE, "mamba_d_ssm": 2 * D_MODEL,
-                          "mamba_n_heads": 2 * D_MODEL // 64, "mamba_d_head": 64, "mamba_d_state": 16,
-                          "mamba_n_groups": 1, "max_position_embeddings": NEOX_MAX_POSITIONS},
-        }[system]
-        return AutoModelForCausalLM.from_config(AutoConfig.for_model(system, **shared, **fields))
+        from vlmamba.toy import ssm_backbone_config
+
+        # Mixers as Mamba-1's (inner width 2 x D_MODEL, state 16); FalconH1's attention and MLP as GPT-NeoX's.
+        backbone = ssm_backbone_config(
+            system, D_MODEL, 16, attention_heads=NEOX_HEADS, intermediate_size=NEOX_INTERMEDIATE,
+            max_position_embeddings=NEOX_MAX_POSITIONS, vocab_size=VOCAB, num_hidden_layers=LAYERS,
+        )
+        return AutoModelForCausalLM.from_config(backbone)
     if system == "neox":
         config = GPTNeoXConfig(
             vocab_size=VOCAB,

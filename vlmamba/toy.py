@@ -1,10 +1,11 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
 """Tiny offline models: a tokenizer trained on the spot and small configs, for demos and tests (no downloads)."""
 
+import math
 import random
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoConfig, PreTrainedTokenizerFast
 
 from .builder import FAMILIES, set_generation_defaults
 from .models.image_processing_vlmamba import VLMambaImageProcessor
@@ -59,6 +60,37 @@ def text_config(family: str, vocab_size: int, width: int = 32, depth: int = 2) -
         return {"model_type": "gpt_neox", "hidden_size": width, "num_hidden_layers": depth, "num_attention_heads": 4,
                 "intermediate_size": 4 * width, "vocab_size": vocab_size, "max_position_embeddings": 2048, **special}
     raise ValueError(f"Unknown family {family!r}; expected one of {', '.join(FAMILIES)}.")
+
+
+def ssm_backbone_config(
+    model_type: str,
+    width: int,
+    state_size: int,
+    *,
+    attention_heads: int | None = None,
+    intermediate_size: int | None = None,
+    max_position_embeddings: int | None = None,
+    **fields,
+):
+    """A `mamba2`, `falcon_mamba` or `falcon_h1` config whose mixers match Mamba-1's at `width`: inner width
+    2 x `width`, state `state_size`, convolution 4; Mamba-2's heads of `gcd(2 * width, 64)` channels. FalconH1 also
+    takes its attention heads, MLP width and positions. `fields` (vocabulary, depth, token ids, ...) pass through."""
+    inner = 2 * width
+    head_dim = math.gcd(inner, 64)
+    if model_type == "falcon_mamba":
+        return AutoConfig.for_model(model_type, hidden_size=width, state_size=state_size, expand=2, conv_kernel=4,
+                                    **fields)
+    if model_type == "mamba2":
+        return AutoConfig.for_model(model_type, hidden_size=width, num_heads=inner // head_dim, head_dim=head_dim,
+                                    state_size=state_size, n_groups=1, expand=2, conv_kernel=4, **fields)
+    if model_type == "falcon_h1":
+        return AutoConfig.for_model(
+            model_type, hidden_size=width, num_attention_heads=attention_heads, num_key_value_heads=attention_heads,
+            intermediate_size=intermediate_size, mamba_d_ssm=inner, mamba_n_heads=inner // head_dim,
+            mamba_d_head=head_dim, mamba_d_state=state_size, mamba_n_groups=1,
+            max_position_embeddings=max_position_embeddings, **fields,
+        )
+    raise ValueError(f"Unknown backbone {model_type!r}; expected mamba2, falcon_mamba or falcon_h1.")
 
 
 def corpus(num_lines: int = 400, seed: int = 0) -> list[str]:
@@ -117,4 +149,12 @@ def tiny_model(family: str, processor: VLMambaProcessor, vision: str = "timm", w
     return model
 
 
-__all__ = ["vision_configs", "text_config", "corpus", "train_tokenizer", "tiny_processor", "tiny_model"]
+__all__ = [
+    "vision_configs",
+    "text_config",
+    "ssm_backbone_config",
+    "corpus",
+    "train_tokenizer",
+    "tiny_processor",
+    "tiny_model",
+]

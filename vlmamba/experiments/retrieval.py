@@ -62,7 +62,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from transformers import (
-    AutoConfig,
     AutoModelForCausalLM,
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
@@ -72,6 +71,7 @@ from transformers import (
 from transformers.optimization import get_cosine_schedule_with_warmup
 
 from ..models.mamba_kernels import install_device_dispatch
+from ..toy import ssm_backbone_config
 
 
 FAMILIES = ("pythia", "mamba")
@@ -277,7 +277,14 @@ def build_model(family: str, config: RetrievalConfig, seed: int | None = None):
     if family == "mamba":
         return MambaForCausalLM(mamba_config)
     if family in BACKBONE_FAMILIES:
-        return AutoModelForCausalLM.from_config(_backbone_config(family, config, common))
+        # FalconMamba is Mamba's layer with norms on B, C and dt (the same size), Mamba-2 a little smaller, FalconH1
+        # adds attention and an MLP beside each mixer (larger: not matched).
+        fields = {name: value for name, value in common.items() if name != "hidden_size"}
+        backbone = ssm_backbone_config(
+            family, config.width, config.state_size, attention_heads=max(1, config.width // 32),
+            intermediate_size=2 * config.width, max_position_embeddings=2 * config.max_length + 8, **fields,
+        )
+        return AutoModelForCausalLM.from_config(backbone)
     width = config.width
     inner = mamba_config.intermediate_size
     rank = mamba_config.time_step_rank
@@ -301,25 +308,6 @@ def build_model(family: str, config: RetrievalConfig, seed: int | None = None):
         **common,
     )
     return GPTNeoXForCausalLM(neox_config)
-
-
-def _backbone_config(family: str, config: RetrievalConfig, common: dict):
-    """The config of another state-space backbone, its mixers of inner width 2 x `width` and state `state_size` as
-    Mamba's: FalconMamba is Mamba's layer with norms on B, C and dt (the same size), Mamba-2 has heads of up to 64
-    channels (a little smaller), FalconH1 adds attention and an MLP beside each mixer (larger: not matched)."""
-    inner = 2 * config.width
-    head_dim = math.gcd(inner, 64)
-    if family == "falcon_mamba":
-        return AutoConfig.for_model(family, state_size=config.state_size, expand=2, conv_kernel=4, **common)
-    if family == "mamba2":
-        return AutoConfig.for_model(family, num_heads=inner // head_dim, head_dim=head_dim,
-                                    state_size=config.state_size, n_groups=1, expand=2, conv_kernel=4, **common)
-    heads = max(1, config.width // 32)
-    return AutoConfig.for_model(
-        family, num_attention_heads=heads, num_key_value_heads=heads, intermediate_size=2 * config.width,
-        mamba_d_ssm=inner, mamba_n_heads=inner // head_dim, mamba_d_head=head_dim, mamba_d_state=config.state_size,
-        mamba_n_groups=1, max_position_embeddings=2 * config.max_length + 8, **common,
-    )
 
 
 def count_parameters(model) -> int:
