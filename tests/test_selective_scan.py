@@ -281,3 +281,132 @@ def test_input_memory_layouts_match_reference_and_gradients_keep_them(layout):
     for value, reference in zip(*results):
         torch.testing.assert_close(value, reference, rtol=1e-6, atol=1e-6)
     assert strides == {"u": True, "delta": True, "z": True}
+
+
+# The fused CPU kernel (`vlmamba.models.cpu_kernel`) and the PyTorch chunked scan are both held to the sequential
+# recurrence; `backend` picks one explicitly.
+BACKENDS = ["fused", "chunked"]
+
+
+def check_backend(backend, tensors, tolerance=1e-5, **kwargs):
+    # The sequential reference ignores `backend` (it takes other implementations' options and drops them).
+    check_against_reference(tensors, tolerance=tolerance, backend=backend, **kwargs)
+
+
+def test_fused_kernel_builds_where_a_compiler_exists():
+    from vlmamba.models import cpu_kernel
+
+    if cpu_kernel._compiler() is None:
+        pytest.skip("no C++ compiler on this machine: the chunked scan runs")
+    assert cpu_kernel.available(), cpu_kernel.problem()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("length", [1, 2, 3, 17, 64, 65, 100, 130])
+def test_training_shapes_match_sequential_reference(backend, length):
+    # Batch 32 and the lengths of short VLM samples, a channel count that leaves a partial block of the kernel.
+    check_backend(backend, inputs(batch=32, channels=20, length=length, state=8, seed=length), delta_softplus=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backends_on_groups_masks_and_strong_decays(backend):
+    check_backend(backend, inputs(channels=40, length=70, groups=4, state=16), delta_softplus=True)
+    mask = torch.ones(3, 50, dtype=torch.bool)
+    mask[1, 31:] = False
+    mask[0, :6] = False
+    check_backend(backend, inputs(batch=3, length=50), mask=mask, delta_softplus=True)
+    strong = inputs(length=45, decay_scale=1e3)
+    strong["delta"], strong["delta_bias"] = strong["delta"].abs() * 5, strong["delta_bias"].abs()
+    check_backend(backend, strong)
+    bare = inputs(length=29)
+    for name in ("D", "z", "delta_bias", "initial_state"):
+        bare[name] = None
+    check_backend(backend, bare)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_packed_sequences_match_the_sequential_reference(backend):
+    seq_idx = torch.tensor([[0] * 5 + [1] * 70 + [2] * 25, [0] * 100, [3] * 40 + [4] * 60])
+    check_backend(backend, inputs(batch=3, length=100), seq_idx=seq_idx, delta_softplus=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_packed_sequences_equal_the_sequences_scanned_one_by_one(backend):
+    # Three sequences in one row: each part of the output equals that sequence scanned alone from a zero state.
+    tensors = {k: v.float() for k, v in inputs(batch=1, channels=24, length=90, state=8).items()}
+    tensors["initial_state"] = None
+    lengths = [7, 66, 17]
+    seq_idx = torch.repeat_interleave(torch.arange(3), torch.tensor(lengths))[None]
+    leaves = {k: v.clone().requires_grad_() for k, v in tensors.items() if v is not None}
+    packed = selective_scan(**leaves, delta_softplus=True, seq_idx=seq_idx, backend=backend)
+    start, alone = 0, []
+    for length in lengths:
+        part = {k: (v[..., start : start + length] if v.dim() == 3 else v) for k, v in leaves.items()}
+        alone.append(selective_scan(**part, delta_softplus=True, backend=backend))
+        start += length
+    torch.testing.assert_close(packed, torch.cat(alone, dim=-1), rtol=1e-5, atol=1e-5)
+    weight = torch.randn(packed.shape, generator=torch.Generator().manual_seed(3))
+    grads = torch.autograd.grad((packed * weight).sum(), list(leaves.values()))
+    grads_alone = torch.autograd.grad((torch.cat(alone, dim=-1) * weight).sum(), list(leaves.values()))
+    for name, grad, expected in zip(leaves, grads, grads_alone):
+        torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_fused_kernel_in_float64_is_exact():
+    tensors = inputs(length=80, seed=5)
+    reference = selective_scan_sequential(**tensors, delta_softplus=True)
+    fused = selective_scan(**tensors, delta_softplus=True, backend="fused")
+    assert fused.dtype == torch.float64
+    assert relative_error(fused, reference) < 1e-12
+
+
+def test_seq_idx_must_be_integer_and_shaped():
+    tensors = {k: v.float() for k, v in inputs(length=10).items()}
+    with pytest.raises(ValueError, match="`seq_idx` must be"):
+        selective_scan(**tensors, seq_idx=torch.zeros(2, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer"):
+        selective_scan(**tensors, seq_idx=torch.zeros(2, 10))
+    with pytest.raises(ValueError, match="Unknown scan backend"):
+        selective_scan(**tensors, backend="triton")
+
+
+def test_without_the_kernel_the_chunked_scan_runs_and_says_why(tmp_path):
+    # A build that fails (a flag the compiler refuses) leaves the kernel off with the compiler's message, and the
+    # scan still computes the same result on the chunked path; `backend="fused"` then raises, naming the reason.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import torch
+        from vlmamba.models import cpu_kernel
+        from vlmamba.models.selective_scan import selective_scan, selective_scan_sequential
+        cpu_kernel._FLAG_SETS = (("-O3", "--no-such-flag-for-vlmamba"),)
+        assert not cpu_kernel.available()
+        print("PROBLEM", cpu_kernel.problem())
+        g = torch.Generator().manual_seed(0)
+        u, delta, z = (torch.randn(2, 6, 30, generator=g) for _ in range(3))
+        A, B, C = -torch.rand(6, 4, generator=g), torch.randn(2, 4, 30, generator=g), torch.randn(2, 4, 30, generator=g)
+        y = selective_scan(u, delta, A, B, C, z=z, delta_softplus=True)
+        expected = selective_scan_sequential(u.double(), delta.double(), A.double(), B.double(), C.double(),
+                                             z=z.double(), delta_softplus=True)
+        assert torch.allclose(y.double(), expected, rtol=1e-5, atol=1e-5)
+        try:
+            selective_scan(u, delta, A, B, C, backend="fused")
+        except RuntimeError as error:
+            print("FUSED", error)
+        """
+    )
+    env = {**__import__("os").environ, "VLMAMBA_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "PROBLEM building it failed" in result.stdout and "--no-such-flag-for-vlmamba" in result.stdout
+    assert "FUSED The fused CPU scan cannot run here: building it failed" in result.stdout
+
+    env["VLMAMBA_CPU_KERNEL"] = "0"
+    off = subprocess.run(
+        [sys.executable, "-c", "from vlmamba.models import cpu_kernel; print(cpu_kernel.problem())"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert off.stdout.strip() == "turned off by VLMAMBA_CPU_KERNEL"

@@ -39,6 +39,8 @@ inputs to 10 mantissa bits and the scan is no longer exact to 1e-5 (about 1e-3 r
 import torch
 import torch.nn.functional as F
 
+from . import cpu_kernel
+
 
 # Elements (T * batch * channels * state) per chunk: 2**19 fp32 values are 2 MiB, which keeps a chunk's working
 # buffers in a server CPU's cache while amortising per-op overhead over large ops (measured on one thread for one layer
@@ -53,6 +55,7 @@ _MIN_CHUNK, _MAX_CHUNK = 8, 256
 _ACCELERATOR_CHUNK_ELEMENTS = 2**24
 _ACCELERATOR_MAX_CHUNK = 1024
 _LOG2E = 1.4426950408889634
+SCAN_BACKENDS = ("fused", "chunked")
 
 
 def _chunk_size(length: int, state_elements: int, device_type: str = "cpu") -> int:
@@ -73,7 +76,7 @@ class _ChunkedScan(torch.autograd.Function):
 
     Shapes (g = groups of channels sharing B and C, e = channels per group):
         u, delta, z: (b, L, g, e), any strides   A: (g, n, e)   B, C: (b, L, g, n)   D, delta_bias: (g, e)
-        mask: (b, L, 1, 1)   h0: (b, g, n, e)
+        mask: (b, L, 1, 1)   continues: (b, L, 1, 1, 1), 0 where a packed sequence starts   h0: (b, g, n, e)
     Returns the gated output (b, L, g, e) and the final state (b, g, n, e).
 
     The elementwise work around the recurrence (`delta * u`, the skip connection `D * u`, the gate `silu(z)`) runs
@@ -83,7 +86,7 @@ class _ChunkedScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, mask, h0, softplus, chunk, recompute):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, mask, continues, h0, softplus, chunk, recompute):
         batch, length = delta.shape[:2]
         keep = any(ctx.needs_input_grad) and not recompute
         bounds = [(begin, min(begin + chunk, length)) for begin in range(0, length, chunk)]
@@ -117,7 +120,8 @@ class _ChunkedScan(torch.autograd.Function):
             x = u[:, begin:end]
             d, dtu = delta[:, begin:end], torch.mul(delta[:, begin:end], x, out=inputs.dtu[:, : end - begin])
             # The entry state is read from `starts`: `h` may be a row of the buffer this chunk overwrites.
-            _chunk_states(d, dtu, A2, B[:, begin:end], starts[index], decay, states, decays, steps)
+            carried = None if continues is None else continues[:, begin:end]
+            _chunk_states(d, dtu, A2, B[:, begin:end], starts[index], decay, states, decays, steps, carried)
             y = inputs.y[:, : end - begin]
             _contract(states, C[:, begin:end], out=y)
             if D is not None:
@@ -130,7 +134,7 @@ class _ChunkedScan(torch.autograd.Function):
                 out[:, begin:end] = y
             h = steps[end - begin - 1]
         last = h.clone()
-        saved = (u, delta, pre, A, B, C, D, z, ungated, mask, starts)
+        saved = (u, delta, pre, A, B, C, D, z, ungated, mask, continues, starts)
         ctx.save_for_backward(*saved, *((all_decays, all_states) if keep else ()))
         ctx.keep, ctx.bounds, ctx.has_bias = keep, bounds, delta_bias is not None
         ctx.channel_major = channel_major
@@ -139,7 +143,7 @@ class _ChunkedScan(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, grad_last):
-        u, delta, pre, A, B, C, D, z, ungated, mask, starts, *kept = ctx.saved_tensors
+        u, delta, pre, A, B, C, D, z, ungated, mask, continues, starts, *kept = ctx.saved_tensors
         bounds = ctx.bounds
         A2 = A * _LOG2E
         grad_u = torch.empty(u.shape, dtype=u.dtype, device=u.device)
@@ -172,7 +176,8 @@ class _ChunkedScan(torch.autograd.Function):
             else:
                 decay, states = work.decay[:, :size], work.states[:, :size]
                 decays = work.views["decay"]
-                _chunk_states(d, dtu, A2, b, previous, decay, states, decays, work.views["states"])
+                carried = None if continues is None else continues[:, begin:end]
+                _chunk_states(d, dtu, A2, b, previous, decay, states, decays, work.views["states"], carried)
             grads, scratch = work.grads[:, :size], work.scratch[:, :size]
 
             # The gate: out = y * silu(z), with y = C . h + D * u.
@@ -231,11 +236,59 @@ class _ChunkedScan(torch.autograd.Function):
                 grad_bias += grad_d.sum(dim=(0, 1))
             grad_delta[:, begin:end] = grad_d
 
-        grad_h0 = carry if ctx.needs_input_grad[9] else None
+        grad_h0 = carry if ctx.needs_input_grad[10] else None
         grad_u, grad_delta, grad_z = (
             _like(grad, flag) for grad, flag in zip((grad_u, grad_delta, grad_z), ctx.channel_major)
         )
-        return grad_u, grad_delta, grad_A, grad_B, grad_C, grad_D, grad_z, grad_bias, None, grad_h0, None, None, None
+        return (grad_u, grad_delta, grad_A, grad_B, grad_C, grad_D, grad_z, grad_bias, None, None, grad_h0, None, None,
+                None)
+
+
+def _fused(u, delta, A, B, C, D, z, delta_bias, softplus, return_last_state, h0, mask, reset, dtype, groups):
+    """`selective_scan` through the compiled CPU kernel (`cpu_kernel.FusedScan`), from its (b, channels, L) inputs."""
+    batch, channels, length = u.shape
+    per_group, state = channels // groups, A.shape[1]
+
+    def time_major(value):
+        # (b, channels, L) -> (b, L, channels); copied, with its gradient handed back in the input's layout, when the
+        # channels are not contiguous.
+        value = value.to(dtype).transpose(1, 2)
+        return value if value.stride(-1) == 1 else _TimeMajor.apply(value)
+
+    def flat(value):
+        return None if value is None else value.to(dtype).contiguous()
+
+    y, last = cpu_kernel.FusedScan.apply(
+        time_major(u),
+        time_major(delta),
+        A.to(dtype).reshape(groups, per_group, state).transpose(-1, -2).contiguous(),
+        B.to(dtype).permute(0, 3, 1, 2).contiguous(),
+        C.to(dtype).permute(0, 3, 1, 2).contiguous(),
+        flat(D),
+        None if z is None else time_major(z),
+        flat(delta_bias),
+        flat(mask),
+        flat(reset),
+        h0,
+        softplus,
+    )
+    scan = y.to(u.dtype).transpose(1, 2)
+    if return_last_state:
+        return scan, last.transpose(-1, -2).reshape(batch, channels, state)
+    return scan
+
+
+class _TimeMajor(torch.autograd.Function):
+    """A contiguous copy of a (b, L, channels) view of (b, channels, L) memory; its gradient returns in that memory."""
+
+    @staticmethod
+    def forward(ctx, value):
+        view = value.unsqueeze(2)
+        return _time_major_copy(view).squeeze(2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _like(grad.contiguous().unsqueeze(2), True).squeeze(2)
 
 
 def _effective_delta(delta, delta_bias, mask, softplus):
@@ -293,13 +346,16 @@ class _Workspace:
             self.views[name] = buffer.unbind(1)
 
 
-def _chunk_states(delta, dtu, A2, B, h0, decay, states, decays, steps):
-    """Fills `decay` with exp(delta * A) (`A2` is A * log2(e)) and `states` with the chunk's states, from `h0`.
+def _chunk_states(delta, dtu, A2, B, h0, decay, states, decays, steps, continues=None):
+    """Fills `decay` with exp(delta * A) (`A2` is A * log2(e)), times `continues` (0 where a sequence starts, which
+    drops the state before it), and `states` with the chunk's states, from `h0`.
 
     `decays` and `steps` are the per-step views of `decay` and `states` (or of buffers they are the start of).
     """
     torch.mul(delta.unsqueeze(-2), A2, out=decay)
     torch.exp2(decay, out=decay)
+    if continues is not None:
+        decay *= continues
     torch.mul(B.unsqueeze(-1), dtu.unsqueeze(-2), out=states)
     steps[0].addcmul_(decays[0], h0)
     for t in range(1, states.shape[1]):
@@ -311,7 +367,7 @@ def _contract(states, C, out):
     torch.matmul(C.unsqueeze(-2), states, out=out.unsqueeze(-2))
 
 
-def _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state, mask):
+def _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state, mask, seq_idx=None):
     if u.dim() != 3:
         raise ValueError(f"`u` must be (batch, channels, length), got shape {tuple(u.shape)}.")
     batch, channels, length = u.shape
@@ -346,6 +402,20 @@ def _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state, mask):
         )
     if mask is not None and mask.shape != (batch, length):
         raise ValueError(f"`mask` must be (batch={batch}, length={length}), got shape {tuple(mask.shape)}.")
+    if seq_idx is not None:
+        if seq_idx.shape != (batch, length):
+            raise ValueError(f"`seq_idx` must be (batch={batch}, length={length}), got shape {tuple(seq_idx.shape)}.")
+        if seq_idx.is_floating_point() or seq_idx.is_complex():
+            raise ValueError(f"`seq_idx` must hold integer sequence indices, got dtype {seq_idx.dtype}.")
+
+
+def sequence_starts(seq_idx: torch.Tensor) -> torch.Tensor:
+    """`(batch, length)` booleans, True where a packed sequence starts after another one: where `seq_idx` (the index
+    of the sequence each token belongs to, as in mamba-ssm's kernels and transformers' `DataCollatorWithFlattening`)
+    differs from the previous token's. The first token is not a start: a scan begins there from its initial state."""
+    starts = torch.zeros(seq_idx.shape, dtype=torch.bool, device=seq_idx.device)
+    starts[:, 1:] = seq_idx[:, 1:] != seq_idx[:, :-1]
+    return starts
 
 
 def selective_scan(
@@ -363,9 +433,11 @@ def selective_scan(
     mask: torch.Tensor | None = None,
     chunk_size: int | None = None,
     recompute: bool = True,
+    seq_idx: torch.Tensor | None = None,
+    backend: str | None = None,
     **unused,
 ):
-    """Selective scan with the interface of mamba-ssm's `selective_scan_fn`, in plain PyTorch.
+    """Selective scan with the interface of mamba-ssm's `selective_scan_fn`, for CPU and any other device.
 
     Args:
         u, delta, z: `(batch, channels, length)`.
@@ -379,6 +451,11 @@ def selective_scan(
         initial_state: `(batch, channels, state)`; zeros when omitted. Gradients flow into it.
         mask: `(batch, length)`; a step where the mask is 0 leaves the state unchanged (its `delta` is zeroed after
             the softplus), so right-padded batches end with the state of their last real token.
+        seq_idx: `(batch, length)` integers, the index of the packed sequence each token belongs to: the state is
+            reset to zero where the index changes (`sequence_starts`), so each packed sequence is scanned as if alone.
+        backend: "fused" (the compiled CPU kernel, `cpu_kernel.py`), "chunked" (the PyTorch chunked scan) or None:
+            the fused kernel for CPU tensors when it is built and no `chunk_size` or `recompute=False` asks for the
+            chunked scan, the chunked scan otherwise. Both compute the same recurrence, exact to 1e-5 in fp32.
         chunk_size: time steps per chunk; chosen from the tensor sizes when omitted. It changes speed, not results.
         recompute: for training, keep only the state entering each chunk and recompute the chunk in the backward
             (the default: the chunk's tensors are then still in cache, which on CPU is as fast as reading them back,
@@ -388,9 +465,10 @@ def selective_scan(
     The recurrence runs in fp32 (float64 for float64 inputs) whatever the input dtype; the output has `u`'s dtype.
     Extra keyword arguments of other scan implementations (`use_mambapy`, ...) are accepted and ignored.
     """
-    _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state, mask)
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state, mask, seq_idx)
     batch, channels, length = u.shape
     state = A.shape[1]
+    reset = None if seq_idx is None else sequence_starts(seq_idx)
     compute_dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
     if B.dim() == 3:
         B, C = B.unsqueeze(1), C.unsqueeze(1)
@@ -413,6 +491,16 @@ def selective_scan(
         def per_channel(value):
             return None if value is None else value.to(compute_dtype).reshape(groups, per_group)
 
+        if backend is not None and backend not in SCAN_BACKENDS:
+            raise ValueError(f"Unknown scan backend {backend!r}; choose one of {SCAN_BACKENDS} or None.")
+        if backend is None and (chunk_size is not None or not recompute):
+            backend = "chunked"
+        if backend == "fused" and not cpu_kernel.supports(u.to(compute_dtype)):
+            why = cpu_kernel.problem() or f"it takes float32 or float64 CPU tensors, got {u.dtype} on {u.device}"
+            raise RuntimeError(f"The fused CPU scan cannot run here: {why}.")
+        if backend != "chunked" and u.device.type == "cpu" and cpu_kernel.supports(u.to(compute_dtype)):
+            return _fused(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, h0, mask, reset,
+                          compute_dtype, groups)
         chunk = chunk_size or _chunk_size(length, batch * channels * state, u.device.type)
         y, last = _ChunkedScan.apply(
             time_major(u),
@@ -424,6 +512,7 @@ def selective_scan(
             None if z is None else time_major(z),
             per_channel(delta_bias),
             None if mask is None else mask.to(compute_dtype).reshape(batch, length, 1, 1),
+            None if reset is None else (~reset).to(compute_dtype).reshape(batch, length, 1, 1, 1),
             h0,
             delta_softplus,
             chunk,
@@ -449,11 +538,12 @@ def selective_scan_sequential(
     return_last_state: bool = False,
     initial_state: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    seq_idx: torch.Tensor | None = None,
     **unused,
 ):
     """The same computation one step at a time under autograd: slow, simple, the reference `selective_scan` is
     tested against. Runs in the inputs' dtype (use float64 for a high-precision reference)."""
-    _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state, mask)
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state, mask, seq_idx)
     batch, channels, length = u.shape
     if B.dim() == 3:
         B, C = B.unsqueeze(1), C.unsqueeze(1)
@@ -469,6 +559,9 @@ def selective_scan_sequential(
     h = initial_state if initial_state is not None else u.new_zeros(batch, channels, A.shape[1])
     outputs = []
     for t in range(length):
+        if seq_idx is not None and t > 0:
+            # A packed sequence starts here: it sees nothing of the one before.
+            h = h * (seq_idx[:, t] == seq_idx[:, t - 1]).to(h.dtype)[:, None, None]
         h = torch.exp(delta[:, :, t, None] * A) * h + (delta[:, :, t] * u[:, :, t])[..., None] * B[..., t]
         outputs.append((h * C[..., t]).sum(-1))
     y = torch.stack(outputs, dim=-1) if outputs else u.new_zeros(u.shape)
@@ -479,4 +572,4 @@ def selective_scan_sequential(
     return (y, h) if return_last_state else y
 
 
-__all__ = ["selective_scan", "selective_scan_sequential"]
+__all__ = ["SCAN_BACKENDS", "selective_scan", "selective_scan_sequential", "sequence_starts"]
