@@ -11,8 +11,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["vlmamba", "vlmamba.*"]),
-    # The model card template (read through importlib.resources) and the fused CPU scan, compiled at first use.
-    package_data={"vlmamba": ["model_card.md", "models/csrc/*.cpp"]},
+    package_data={"vlmamba": ["model_card.md"]},  # the model card template, read through importlib.resources
     python_requires=">=3.10",
     # Ranges for library users. Each upper bound is the newest release line that `.ci/run` tests (the lock and
     # the newest releases inside these ranges); the exact tested set is requirements-lock.txt.

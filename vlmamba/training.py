@@ -30,10 +30,12 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers.masking_utils import find_packed_sequence_indices
 
 from .builder import PRESETS, build_from_preset
 from .data.collator import VLMambaDataCollator
 from .models.configuration_vlmamba import LOSS_REDUCTIONS
+from .models.modeling_vlmamba import packed_sample_ids
 from .models.processing_vlmamba import BOX_NORMALIZATIONS
 
 
@@ -103,6 +105,13 @@ class DataArguments:
     shapes_eval_scenes: int = field(default=0, metadata={"help": "Held-out scenes for evaluation (another seed)."})
     shapes_seed: int = 0
     max_length: int | None = field(default=None, metadata={"help": "Cut samples to this many tokens."})
+    pack_to: int | None = field(
+        default=None,
+        metadata={
+            "help": "Padding-free training: pack each batch's samples into rows of at most this many tokens, each "
+            "sample computed as if alone (Mamba-VL, FalconMamba-VL, Pythia-VL). Default: one padded row per sample."
+        },
+    )
     normalize_text: str | None = field(
         default=None,
         metadata={
@@ -119,8 +128,10 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        if self.max_length is not None and self.max_length < 1:
-            raise ValueError(f"--max_length must be a positive number of tokens, got {self.max_length}.")
+        for name in ("max_length", "pack_to"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be a positive number of tokens, got {value}.")
 
 
 def parse_args(argv=None, prog: str | None = None):
@@ -426,7 +437,7 @@ class _VLMambaTrainer(Trainer):
         return int(self._unsupervised)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        count = (inputs["labels"] != -100).sum(-1).eq(0).sum().to(self.args.device)
+        count = _unsupervised_samples(inputs).to(self.args.device)
         if self.args.world_size > 1:
             count = self.accelerator.reduce(count, reduction="sum")
         self._unsupervised = self._unsupervised + count  # a device tensor: no synchronization until logged
@@ -455,8 +466,22 @@ class _VLMambaTrainer(Trainer):
         super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
 
 
+def _unsupervised_samples(inputs) -> torch.Tensor:
+    """How many samples of a batch have no supervised label: rows, or the sequences of packed rows."""
+    labels = inputs["labels"]
+    seq_idx = inputs.get("seq_idx")
+    if seq_idx is None and inputs.get("position_ids") is not None and inputs.get("attention_mask") is None:
+        seq_idx = find_packed_sequence_indices(inputs["position_ids"])
+    if seq_idx is None:
+        return (labels != -100).sum(-1).eq(0).sum()
+    ids, samples = packed_sample_ids(seq_idx)
+    supervised = torch.zeros(samples, dtype=torch.long, device=labels.device)
+    supervised.index_add_(0, ids.reshape(-1).to(labels.device), (labels != -100).reshape(-1).long())
+    return supervised.eq(0).sum()
+
+
 def make_trainer(
-    model, processor, train_dataset, training_args, eval_dataset=None, max_length=None, callbacks=None
+    model, processor, train_dataset, training_args, eval_dataset=None, max_length=None, callbacks=None, pack_to=None
 ) -> Trainer:
     """A `Trainer` for a Mamba-VL / Pythia-VL model on datasets of structured examples.
 
@@ -471,6 +496,8 @@ def make_trainer(
         eval_dataset: Examples for evaluation, or None.
         max_length: Cut samples to this many tokens (None: no cut).
         callbacks: `TrainerCallback`s to add to the trainer's defaults.
+        pack_to: Padding-free batches: pack each batch's samples into rows of at most this many tokens
+            (`VLMambaDataCollator(pack_to=...)`; Mamba-VL, FalconMamba-VL and Pythia-VL). None: one padded row each.
 
     Returns:
         The `Trainer`, not yet trained. Its training logs (and `trainer.unsupervised_samples`) count the samples
@@ -478,7 +505,7 @@ def make_trainer(
         warns about each batch that holds one, naming the examples.
     """
     training_args.remove_unused_columns = False  # the collator needs the structured examples as they are
-    collator = VLMambaDataCollator(processor, max_length=max_length)
+    collator = VLMambaDataCollator(processor, max_length=max_length, pack_to=pack_to)
     return _VLMambaTrainer(
         model=model,
         args=training_args,
@@ -538,6 +565,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
         eval_dataset=eval_dataset,
         max_length=data_args.max_length,
         callbacks=callbacks,
+        pack_to=data_args.pack_to,
     )
     logger.info(
         "Stage %d, %d trainable parameters, %d process(es), %d training examples.",

@@ -1,5 +1,5 @@
 # Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
-"""The fused CPU selective scan (`csrc/selective_scan_cpu.cpp`): built at first use, loaded with ctypes.
+"""The fused CPU selective scan (C++ in `cpu_kernel_source.py`): built at first use, loaded with ctypes.
 
 The PyTorch chunked scan (`selective_scan.py`) spends most of its time at short lengths and small states on many
 small whole-tensor passes (a few per time step and per chunk) over `(batch, chunk, state, channels)` buffers. The
@@ -9,7 +9,7 @@ gradients) in that pass. Its backward keeps nothing from the forward but the sta
 recomputes each 64-step stretch's states, then runs the adjoint recurrence backwards through them.
 
 Building: the system's C++ compiler (`$CXX`, else `c++`, `g++` or `clang++`) compiles the one source file (no Python
-or torch headers; about a second) into `$VLMAMBA_CACHE_DIR/cpu_kernel/<key>/` (default `~/.cache/vlmamba`), where
+or torch headers; a few seconds) into `$VLMAMBA_CACHE_DIR/cpu_kernel/<key>/` (default `~/.cache/vlmamba`), where
 the key hashes the source, the compiler, the flags and the CPU, so a cache shared between machines never loads a
 library built for another CPU. It is first tried with `-march=native`, then without. Without a compiler, or when the
 build fails, a log line says why once and the PyTorch chunked scan runs: the results are the same (both are exact to
@@ -33,10 +33,11 @@ from pathlib import Path
 
 import torch
 
+from .cpu_kernel_source import CPP_SOURCE
+
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("csrc") / "selective_scan_cpu.cpp"
 ABI_VERSION = 2
 # Steps between the states the forward keeps for the backward (its recomputation buffer holds this many states).
 CHECKPOINT_EVERY = 64
@@ -80,7 +81,7 @@ def _cache_dir() -> Path:
 
 def _build(compiler: str):
     """The loaded library, built now unless the cache holds it. Raises RuntimeError with every attempt's error."""
-    source = SOURCE.read_bytes()
+    source = CPP_SOURCE.encode()
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as error:
@@ -118,9 +119,15 @@ def _compiled(compiler: str, version: str, source: bytes, flags) -> Path:
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
+    code = folder / "selective_scan_cpu.cpp"
+    if not code.exists() or code.read_bytes() != source:
+        handle, written = tempfile.mkstemp(dir=folder, suffix=".cpp.partial")
+        with os.fdopen(handle, "wb") as file:
+            file.write(source)
+        os.replace(written, code)
     handle, partial = tempfile.mkstemp(dir=folder, suffix=".so.partial")
     os.close(handle)
-    command = [compiler, *flags, "-std=c++11", "-shared", "-fPIC", "-o", partial, str(SOURCE)]
+    command = [compiler, *flags, "-std=c++11", "-shared", "-fPIC", "-o", partial, str(code)]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.SubprocessError) as error:
@@ -164,6 +171,7 @@ def problem() -> str | None:
     """Why the fused CPU scan is not available, or None when it is."""
     _load()
     return _problem
+
 
 
 def supports(*tensors) -> bool:

@@ -22,30 +22,34 @@ class _CausalConvSilu(torch.autograd.Function):
     """silu(depthwise causal convolution of `x` along time + bias) * mask, in (batch, length, channels) memory.
 
     x: (b, L, d), any strides with contiguous channels   taps: (k, d), contiguous (tap k sees the input k - k_last
-    steps back)   bias: (d,) or None   mask: (b, L, 1) or None
+    steps back)   bias: (d,) or None   mask: (b, L, 1) or None   same: None, or per tap k < k_last a (b, L - shift, 1)
+    tensor, 1 where the input `shift` steps back belongs to the same packed sequence (0 drops it)
     """
 
     @staticmethod
-    def forward(ctx, x, taps, bias, mask):
+    def forward(ctx, x, taps, bias, mask, same):
         length, width = x.shape[1], taps.shape[0]
         pre = torch.mul(x, taps[width - 1])
         for k in range(width - 1):
             shift = width - 1 - k
             if shift < length:
-                pre[:, shift:].addcmul_(x[:, : length - shift], taps[k])
+                earlier = x[:, : length - shift]
+                if same is not None:
+                    earlier = earlier * same[k]
+                pre[:, shift:].addcmul_(earlier, taps[k])
         if bias is not None:
             pre += bias
         out = F.silu(pre)
         if mask is not None:
             out *= mask
-        ctx.save_for_backward(x, taps, pre, mask)
-        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, taps, pre, mask, *(same or ()))
+        ctx.has_bias, ctx.packed = bias is not None, same is not None
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        x, taps, pre, mask = ctx.saved_tensors
+        x, taps, pre, mask, *same = ctx.saved_tensors
         length, width = x.shape[1], taps.shape[0]
         # d silu(p) / dp = sigmoid(p) + silu(p) * (1 - sigmoid(p)), in place on the two fresh buffers.
         sig = torch.sigmoid(pre)
@@ -60,13 +64,16 @@ class _CausalConvSilu(torch.autograd.Function):
             shift = width - 1 - k
             if shift >= length:
                 continue
+            later = grad_pre[:, shift:]
+            if shift and ctx.packed:
+                later = later * same[k]
             if shift:
-                grad_x[:, : length - shift].addcmul_(grad_pre[:, shift:], taps[k])
-            product = torch.mul(grad_pre[:, shift:], x[:, : length - shift], out=products[:, : length - shift])
+                grad_x[:, : length - shift].addcmul_(later, taps[k])
+            product = torch.mul(later, x[:, : length - shift], out=products[:, : length - shift])
             # Over time, then over the batch: a single reduction over both axes of a slice is many times slower.
             grad_taps[k] = product.sum(1).sum(0)
         grad_bias = grad_pre.sum(1).sum(0) if ctx.has_bias else None
-        return grad_x, grad_taps, grad_bias, None
+        return grad_x, grad_taps, grad_bias, None, None
 
 
 class _Halves(torch.autograd.Function):
@@ -86,7 +93,7 @@ class _Halves(torch.autograd.Function):
         return torch.cat(halves, dim=-1), None
 
 
-def causal_conv1d_silu(x, weight, bias=None, mask=None):
+def causal_conv1d_silu(x, weight, bias=None, mask=None, seq_idx=None):
     """Depthwise causal convolution along time, then silu, then the padding mask.
 
     Args:
@@ -94,14 +101,25 @@ def causal_conv1d_silu(x, weight, bias=None, mask=None):
         weight: `(channels, width)` or `(channels, 1, width)` (an `nn.Conv1d` weight).
         bias: `(channels,)` or None.
         mask: `(batch, length)` or None; masked positions output 0.
+        seq_idx: `(batch, length)` integers, the packed sequence of each token, or None: a tap never reads a token of
+            another sequence (as if each sequence were convolved alone, with its own zero left padding).
     Returns `(batch, length, channels)`.
     """
     if weight.dim() == 3:
         weight = weight.squeeze(1)
     if mask is not None:
         mask = mask.to(x.dtype).unsqueeze(-1)
+    same = None
+    if seq_idx is not None:
+        if seq_idx.shape != x.shape[:2]:
+            raise ValueError(f"`seq_idx` must be (batch, length) = {tuple(x.shape[:2])}, got {tuple(seq_idx.shape)}.")
+        width, length = weight.shape[-1], x.shape[1]
+        same = tuple(
+            (seq_idx[:, width - 1 - k :] == seq_idx[:, : length - (width - 1 - k)]).to(x.dtype).unsqueeze(-1)
+            for k in range(width - 1)
+        )
     # One contiguous row per tap: broadcasting a strided column along the channels is several times slower.
-    return _CausalConvSilu.apply(x, weight.t().contiguous(), bias, mask)
+    return _CausalConvSilu.apply(x, weight.t().contiguous(), bias, mask, same)
 
 
 def mamba_inner(
@@ -121,6 +139,7 @@ def mamba_inner(
     C_proj_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
     mask: torch.Tensor | None = None,
+    seq_idx: torch.Tensor | None = None,
     **unused,
 ) -> torch.Tensor:
     """The interface of mamba-ssm's `mamba_inner_fn`, in plain PyTorch.
@@ -135,6 +154,8 @@ def mamba_inner(
         D, delta_bias: `(channels,)`.
         mask: `(batch, length)` padding mask, applied after the convolution as transformers' mixer does (mamba-ssm's
             kernel takes none).
+        seq_idx: `(batch, length)` packed-sequence index of each token (see `selective_scan`): the convolution and the
+            scan restart at each sequence.
     Returns the mixer's output, `(batch, length, hidden)`.
     """
     if B is not None or C is not None:
@@ -149,7 +170,7 @@ def mamba_inner(
     if xz.stride(-1) != 1:
         xz = xz.contiguous()
     x, z = _Halves.apply(xz, channels)
-    u = causal_conv1d_silu(x, conv1d_weight, conv1d_bias, mask)
+    u = causal_conv1d_silu(x, conv1d_weight, conv1d_bias, mask, seq_idx)
     x_dbl = F.linear(u, x_proj_weight)
     delta = F.linear(x_dbl[..., :rank], delta_proj_weight)
     B = x_dbl[..., rank : rank + state]
@@ -168,6 +189,7 @@ def mamba_inner(
         z=z.transpose(1, 2),
         delta_bias=delta_bias,
         delta_softplus=delta_softplus,
+        seq_idx=seq_idx,
     )
     return F.linear(y.transpose(1, 2), out_proj_weight, out_proj_bias)
 

@@ -55,7 +55,7 @@ from transformers.models.falcon_mamba import modeling_falcon_mamba
 from transformers.models.mamba import modeling_mamba
 from transformers.utils import logging
 
-from .mamba_inner import mamba_inner
+from .mamba_inner import causal_conv1d_silu, mamba_inner
 from .selective_scan import selective_scan
 
 
@@ -77,6 +77,8 @@ _scan_implementation = "auto"
 # carries none of them, the fused path needs the mask (applied after the convolution) and the mixer's options, and a
 # scan over several tokens on top of a cache starts from the cache's recurrent state.
 _current_mixer = contextvars.ContextVar("vlmamba_current_mixer", default=None)
+# The packed-sequence index of every token of the running forward (`packed_sequences`), or None.
+_packed_seq_idx = contextvars.ContextVar("vlmamba_packed_seq_idx", default=None)
 # Time steps per block of the initial-state correction (bounds its `(batch, channels, block, state)` memory).
 _CONTINUATION_BLOCK = 256
 # Recorded in place of the mask when the mixer's signature names none: the fused path then stays off.
@@ -367,6 +369,45 @@ def _declines(*args, **kwargs):
     return None
 
 
+@contextlib.contextmanager
+def packed_sequences(seq_idx: torch.Tensor | None):
+    """Within this context, every Mamba (v1) mixer treats its input as packed sequences: `seq_idx` `(batch, length)`
+    holds the index of the sequence each token belongs to, and the convolution and the scan restart where it changes,
+    so that each sequence is computed as if it were alone in its row (padding-free training).
+
+    Packed sequences run on vlmamba's paths on every device (mamba-ssm's fused kernel and transformers' PyTorch path
+    have no sequence boundaries): the fused training mixer, or, for a mixer that runs its own code (eval mode, PEFT
+    adapters, FalconMamba), vlmamba's convolution and scan inside it. A cache, the decode step and
+    `scan_implementation("reference")` cannot honour the boundaries and raise. `None` is a no-op.
+    """
+    if seq_idx is not None and _scan_implementation == "reference":
+        raise ValueError(
+            'Packed sequences run on vlmamba\'s paths; scan_implementation("reference") (transformers\' own code) '
+            "would let every sequence see the one before it."
+        )
+    token = _packed_seq_idx.set(seq_idx)
+    try:
+        yield
+    finally:
+        _packed_seq_idx.reset(token)
+
+
+def _packed_without_cache(name: str) -> torch.Tensor | None:
+    """The packed-sequence index of the running forward, or None; raises if the running mixer has a cache."""
+    seq_idx = _packed_seq_idx.get()
+    if seq_idx is not None and (_current_mixer.get() or (None, None, None))[2] is not None:
+        raise ValueError(f"Packed sequences cannot be used with a cache (`{name}` was called with one).")
+    return seq_idx
+
+
+def _packed_convolution(seq_idx, hidden_states, weight, bias=None, activation=None, **kwargs):
+    """transformers' `causal_conv1d_fn` call, `(batch, channels, length)`, with the taps stopped at each boundary."""
+    if activation not in ("silu", "swish"):
+        raise ValueError(f"Packed sequences need the mixer's activation to be silu, got {activation!r}.")
+    out = causal_conv1d_silu(hidden_states.transpose(1, 2), weight, bias, seq_idx=seq_idx)
+    return out.transpose(1, 2).to(hidden_states.dtype)
+
+
 def _dispatching(entry: _EntryPoint):
     """The decode step and the convolutions: a working kernel for CUDA tensors, transformers' PyTorch path otherwise."""
     if entry.torch_path is None:
@@ -378,6 +419,11 @@ def _dispatching(entry: _EntryPoint):
 
     @functools.wraps(entry.wrapper or entry.torch_path)
     def dispatch(*args, **kwargs):
+        seq_idx = _packed_without_cache(entry.name)
+        if seq_idx is not None:
+            if entry.name != "causal_conv1d_fn":
+                raise ValueError(f"Packed sequences have no decode step (`{entry.name}` was called).")
+            return _packed_convolution(seq_idx, *args, **kwargs)
         result = entry.call(args, kwargs)
         if result is not _NO_KERNEL:
             return result
@@ -389,6 +435,9 @@ def _dispatching(entry: _EntryPoint):
 def _scan_dispatching(entry: _EntryPoint):
     @functools.wraps(entry.wrapper or entry.torch_path or selective_scan)
     def dispatch(*args, **kwargs):
+        seq_idx = _packed_without_cache(entry.name)
+        if seq_idx is not None:
+            return selective_scan(*args, seq_idx=seq_idx, **kwargs)
         state = _cached_state()
         result = entry.call(args, kwargs)
         if result is not _NO_KERNEL:
@@ -466,6 +515,12 @@ def _inner_dispatching(entry: _EntryPoint):
         # point returns None, which makes the mixer do so.
         if not _fusable(mixer):
             return entry.torch_path(*args, **kwargs)
+        seq_idx = _packed_seq_idx.get()
+        if seq_idx is not None:
+            # No kernel takes sequence boundaries; FalconMamba's normed mixer runs its own code (packed there too).
+            if any(kwargs.get(name) is not None for name in _RMS_WEIGHTS) or mask is _UNKNOWN_MASK:
+                return entry.torch_path(*args, **kwargs)
+            return mamba_inner(*args, mask=mask, seq_idx=seq_idx, **kwargs)
         result = entry.call(args, kwargs)
         if result is not _NO_KERNEL:
             return result
@@ -641,6 +696,7 @@ __all__ = [
     "get_scan_implementation",
     "install_device_dispatch",
     "kernel_report",
+    "packed_sequences",
     "scan_implementation",
     "set_scan_implementation",
 ]

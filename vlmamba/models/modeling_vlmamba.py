@@ -10,6 +10,7 @@ from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, LinearAttentionCacheLayerMixin
+from transformers.masking_utils import find_packed_sequence_indices
 from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.models.mamba.modeling_mamba import MambaMixer
@@ -18,7 +19,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.versions import require_version
 
 from .configuration_vlmamba import MambaVLConfig, PythiaVLConfig, VLMambaConfig
-from .mamba_kernels import install_device_dispatch
+from .mamba_kernels import install_device_dispatch, packed_sequences
 from .vision_scan import VLMambaVSSL2Connector, VLMambaVSSMLPConnector
 
 
@@ -313,7 +314,12 @@ class VLMambaModel(VLMambaPreTrainedModel):
                 Images of the whole batch, in the order their placeholders appear.
             attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
                 1 for real tokens, 0 for padding.
-            position_ids (`torch.LongTensor`, *optional*): Pythia-VL only.
+            position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                Pythia-VL's positions. Without an `attention_mask`, positions that restart within a row mark packed
+                sequences (transformers' padding-free convention, as `VLMambaDataCollator(pack_to=...)` writes them):
+                Pythia-VL then attends within each sequence, and Mamba-VL restarts its convolution and scan at each.
+            seq_idx (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                The packed sequence each token belongs to (mamba-ssm's convention), instead of restarting positions.
             cache (`Cache`, *optional*):
                 Mamba-VL's recurrent states or Pythia-VL's key/value cache, as returned by an earlier call.
             inputs_embeds (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`, *optional*):
@@ -322,6 +328,11 @@ class VLMambaModel(VLMambaPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        seq_idx = self._packed_sequences(kwargs.pop("seq_idx", None), position_ids, attention_mask, cache, use_cache)
+        if seq_idx is not None:
+            use_cache = False
+            if position_ids is None:
+                position_ids = positions_in_sequences(seq_idx)
         if use_cache is None:
             use_cache = self.config.use_cache and not self.training
 
@@ -343,15 +354,16 @@ class VLMambaModel(VLMambaPreTrainedModel):
         # Options left unset keep the language model's own defaults.
         options = {"position_ids": position_ids, "output_hidden_states": output_hidden_states,
                    "output_attentions": output_attentions}
-        outputs = self.language_model(
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            cache=cache,
-            use_cache=use_cache,
-            return_dict=True,
-            **{name: value for name, value in options.items() if value is not None},
-            **kwargs,
-        )
+        with packed_sequences(seq_idx if self.config.text_config.model_type in RECURRENT_PACKING else None):
+            outputs = self.language_model(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                cache=cache,
+                use_cache=use_cache,
+                return_dict=True,
+                **{name: value for name, value in options.items() if value is not None},
+                **kwargs,
+            )
 
         output = VLModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
@@ -363,8 +375,48 @@ class VLMambaModel(VLMambaPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
+    def _packed_sequences(self, seq_idx, position_ids, attention_mask, cache, use_cache) -> torch.Tensor | None:
+        """The packed-sequence index `(batch, length)` of a padding-free batch, or None for ordinary rows: `seq_idx`
+        as given, else from `position_ids` that restart within a row when there is no `attention_mask` (transformers'
+        rule, `find_packed_sequence_indices`). Raises where packing cannot be honoured."""
+        if seq_idx is None and position_ids is not None and attention_mask is None and cache is None:
+            positions = position_ids if position_ids.dim() == 2 else position_ids.view(1, -1)
+            seq_idx = find_packed_sequence_indices(positions)
+        if seq_idx is None:
+            return None
+        model_type = self.config.text_config.model_type
+        if model_type not in PACKED_TEXT_MODEL_TYPES:
+            raise ValueError(
+                f"Packed sequences (seq_idx, or position_ids restarting within a row) are supported for the "
+                f"{', '.join(PACKED_TEXT_MODEL_TYPES)} language models; this model's is {model_type!r}, whose mixers "
+                "would let each sequence see the one before it. Pad the batch instead."
+            )
+        if cache is not None or use_cache:
+            raise ValueError("Packed sequences cannot be used with a cache: pass use_cache=False (training, scoring).")
+        if attention_mask is not None and model_type not in RECURRENT_PACKING:
+            raise ValueError(
+                "Packed sequences on an attention model need attention_mask=None: transformers builds the "
+                "block-diagonal mask from the positions only without one."
+            )
+        return seq_idx
+
+
 # Language models whose cache is recurrent states only (no attention layer, so no sequence length).
 RECURRENT_TEXT_MODEL_TYPES = ("mamba", "mamba2", "falcon_mamba")
+# Language models that take packed sequences: Mamba's mixers through `packed_sequences`, GPT-NeoX through
+# transformers' block-diagonal masks (sdpa, eager, flex) or sequence lengths (flash attention) from the positions.
+RECURRENT_PACKING = ("mamba", "falcon_mamba")
+PACKED_TEXT_MODEL_TYPES = (*RECURRENT_PACKING, "gpt_neox")
+
+
+def positions_in_sequences(seq_idx: torch.Tensor) -> torch.Tensor:
+    """The position of every token within its packed sequence, from `seq_idx` `(batch, length)`."""
+    length = seq_idx.shape[-1]
+    index = torch.arange(length, device=seq_idx.device).expand_as(seq_idx)
+    starts = torch.ones_like(seq_idx, dtype=torch.bool)
+    starts[:, 1:] = seq_idx[:, 1:] != seq_idx[:, :-1]
+    first = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=-1).values
+    return index - first
 
 
 def text_multipliers(text_config) -> tuple[float, float]:
@@ -420,19 +472,41 @@ def _cached_ids(cache: Cache | None) -> torch.Tensor | None:
     return getattr(cache, _CACHED_IDS, None)
 
 
-def per_sample_loss(logits: torch.Tensor, labels: torch.LongTensor, ignore_index: int = -100) -> torch.Tensor:
+def per_sample_loss(
+    logits: torch.Tensor, labels: torch.LongTensor, ignore_index: int = -100, seq_idx: torch.Tensor | None = None
+) -> torch.Tensor:
     """Next-token cross-entropy averaged over each sample's supervised tokens, then over the batch's samples, a
     sample without supervised tokens counting as 0 (as the reference trained).
 
-    logits: `(batch, length, vocab)`; labels: `(batch, length)`, aligned with the inputs (shifted here).
+    logits: `(batch, length, vocab)`; labels: `(batch, length)`, aligned with the inputs (shifted here); seq_idx:
+    `(batch, length)` for packed rows, whose every sequence is a sample (`packed_sample_ids`), else one per row.
     """
     logits = logits[:, :-1].float()
     targets = labels[:, 1:].to(logits.device)
     losses = nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=ignore_index, reduction="none"
     ).view(targets.shape)
-    counts = (targets != ignore_index).sum(dim=1)
-    return (losses.sum(dim=1) / counts.clamp(min=1)).mean()
+    if seq_idx is None:
+        counts = (targets != ignore_index).sum(dim=1)
+        return (losses.sum(dim=1) / counts.clamp(min=1)).mean()
+    ids, samples = packed_sample_ids(seq_idx.to(logits.device))
+    ids = ids[:, 1:].reshape(-1)  # a target belongs to the sample of the token it is
+    sums = losses.new_zeros(samples).index_add_(0, ids, losses.reshape(-1))
+    counts = losses.new_zeros(samples).index_add_(0, ids, (targets != ignore_index).reshape(-1).to(losses.dtype))
+    return (sums / counts.clamp(min=1)).mean()
+
+
+def packed_sample_ids(seq_idx: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The sample of every token of a packed batch, numbered over the whole batch, and the number of samples.
+
+    seq_idx: `(batch, length)`; a sample is a run of equal values within a row (the values need not be consecutive).
+    """
+    starts = torch.zeros_like(seq_idx, dtype=torch.long)
+    starts[:, 1:] = (seq_idx[:, 1:] != seq_idx[:, :-1]).long()
+    within = starts.cumsum(dim=-1)
+    per_row = within[:, -1] + 1
+    offsets = per_row.cumsum(0) - per_row
+    return within + offsets[:, None], int(per_row.sum())
 
 
 class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
@@ -587,7 +661,8 @@ class VLMambaForConditionalGeneration(VLMambaPreTrainedModel, GenerationMixin):
 
         loss = None
         if labels is not None and self.config.loss_reduction == "sample":
-            loss = per_sample_loss(logits, labels, loss_kwargs.get("ignore_index", -100))
+            seq_idx = self.model._packed_sequences(kwargs.get("seq_idx"), position_ids, attention_mask, None, False)
+            loss = per_sample_loss(logits, labels, loss_kwargs.get("ignore_index", -100), seq_idx=seq_idx)
         elif labels is not None:
             loss = self.loss_function(
                 logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **loss_kwargs

@@ -39,7 +39,8 @@ inputs to 10 mantissa bits and the scan is no longer exact to 1e-5 (about 1e-3 r
 import torch
 import torch.nn.functional as F
 
-from . import cpu_kernel
+from .cpu_kernel import FusedScan, supports
+from .cpu_kernel import problem as kernel_problem
 
 
 # Elements (T * batch * channels * state) per chunk: 2**19 fp32 values are 2 MiB, which keeps a chunk's working
@@ -258,7 +259,7 @@ def _fused(u, delta, A, B, C, D, z, delta_bias, softplus, return_last_state, h0,
     def flat(value):
         return None if value is None else value.to(dtype).contiguous()
 
-    y, last = cpu_kernel.FusedScan.apply(
+    y, last = FusedScan.apply(
         time_major(u),
         time_major(delta),
         A.to(dtype).reshape(groups, per_group, state).transpose(-1, -2).contiguous(),
@@ -453,7 +454,7 @@ def selective_scan(
             the softplus), so right-padded batches end with the state of their last real token.
         seq_idx: `(batch, length)` integers, the index of the packed sequence each token belongs to: the state is
             reset to zero where the index changes (`sequence_starts`), so each packed sequence is scanned as if alone.
-        backend: "fused" (the compiled CPU kernel, `cpu_kernel.py`), "chunked" (the PyTorch chunked scan) or None:
+        backend: "fused" (the compiled CPU kernel, `cpu_kernel`), "chunked" (the PyTorch chunked scan) or None:
             the fused kernel for CPU tensors when it is built and no `chunk_size` or `recompute=False` asks for the
             chunked scan, the chunked scan otherwise. Both compute the same recurrence, exact to 1e-5 in fp32.
         chunk_size: time steps per chunk; chosen from the tensor sizes when omitted. It changes speed, not results.
@@ -495,10 +496,10 @@ def selective_scan(
             raise ValueError(f"Unknown scan backend {backend!r}; choose one of {SCAN_BACKENDS} or None.")
         if backend is None and (chunk_size is not None or not recompute):
             backend = "chunked"
-        if backend == "fused" and not cpu_kernel.supports(u.to(compute_dtype)):
-            why = cpu_kernel.problem() or f"it takes float32 or float64 CPU tensors, got {u.dtype} on {u.device}"
+        if backend == "fused" and not supports(u.to(compute_dtype)):
+            why = kernel_problem() or f"it takes float32 or float64 CPU tensors, got {u.dtype} on {u.device}"
             raise RuntimeError(f"The fused CPU scan cannot run here: {why}.")
-        if backend != "chunked" and u.device.type == "cpu" and cpu_kernel.supports(u.to(compute_dtype)):
+        if backend != "chunked" and u.device.type == "cpu" and supports(u.to(compute_dtype)):
             return _fused(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, h0, mask, reset,
                           compute_dtype, groups)
         chunk = chunk_size or _chunk_size(length, batch * channels * state, u.device.type)

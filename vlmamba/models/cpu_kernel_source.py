@@ -1,5 +1,12 @@
-// Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
-//
+# Copyright 2026 The vlmamba developers. Licensed under the Apache License, Version 2.0.
+"""The C++ source of the fused CPU selective scan, which `cpu_kernel` compiles at first use.
+
+It is kept as a Python string so that it travels with the modeling code: a model folder saved for
+`trust_remote_code=True` holds the package's Python files only, and a user without vlmamba installed still gets
+the fused kernel.
+"""
+
+CPP_SOURCE = r"""
 // The Mamba-1 selective scan on CPU, forward and backward, fused: one pass over time per block of channels, the
 // state of a block held in a small local array, every elementwise step around the recurrence (softplus of the time
 // step, the padding mask, sequence-boundary resets, the skip connection, the gate) done in the same pass.
@@ -442,3 +449,6 @@ void vlmamba_scan_backward_f64(const int64_t *sizes, const int64_t *strides, con
 }
 
 }  // extern "C"
+"""
+
+__all__ = ["CPP_SOURCE"]
