@@ -114,17 +114,40 @@ def test_fused_mixer_matches_the_sequential_reference_scan_with_left_padding(inn
     assert_same_results(result, reference, 1e-5, 1e-4)
 
 
-def test_fused_mixer_runs_only_for_training_without_cache(inner_calls):
+def test_fused_mixer_runs_without_cache_only(inner_calls):
+    # Training, and eval-mode forwards without a cache (scoring, evaluation); a cache (generation) keeps the mixer's
+    # own path, which fills it.
     model = tiny_mamba()
     ids = torch.randint(0, 97, (1, 12))
     model.eval()
     with torch.no_grad():
-        model(ids)
+        model(ids, use_cache=True)
         model.generate(ids, max_new_tokens=3, do_sample=False)
     assert inner_calls == []
+    with torch.no_grad():
+        model(ids, use_cache=False)
+    assert len(inner_calls) == 2
     model.train()
     model(ids)
+    assert len(inner_calls) == 4
+
+
+@pytest.mark.parametrize("padding", ["none", "left"])
+def test_eval_forward_without_cache_matches_the_reference_path(padding, inner_calls):
+    model = tiny_mamba().eval()
+    ids = torch.randint(0, 97, (2, 37), generator=torch.Generator().manual_seed(4))
+    mask = None if padding == "none" else torch.ones_like(ids)
+    if mask is not None:
+        mask[0, :9] = 0
+    with torch.inference_mode():
+        fused = model(ids, attention_mask=mask, use_cache=False).logits
+        assert len(inner_calls) == 2
+        with scan_implementation("reference"):
+            reference = model(ids, attention_mask=mask, use_cache=False).logits
+        cached = model(ids, attention_mask=mask, use_cache=True).logits  # the mixer's own path, filling a cache
     assert len(inner_calls) == 2
+    assert relative_error(fused, reference) < 1e-5
+    assert relative_error(cached, reference) < 1e-5
 
 
 def test_other_activations_take_the_mixers_own_path(inner_calls):

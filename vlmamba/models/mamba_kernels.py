@@ -9,7 +9,7 @@ imports, else a PyTorch path whose selective scan is a per-token Python loop (su
 `state-spaces/mamba-*-hf` and FalconMamba checkpoints load unchanged (FalconMamba's norms on B, C and dt keep its
 training step off vlmamba's fused mixer, on its own code with vlmamba's scan):
 
-| tensors | kernel bound and working | training without a cache | prefill | decode step, convolution |
+| tensors | kernel bound and working | a forward without a cache | prefill filling a cache | decode step, convolution |
 |---|---|---|---|---|
 | CUDA | hub kernels (`use_kernels=True`) | hub `mamba_inner_fn` | hub scan | hub kernels |
 | CUDA | mamba-ssm, causal-conv1d | mamba-ssm's `mamba_inner_fn` | mamba-ssm's scan | mamba-ssm, causal-conv1d kernels |
@@ -28,9 +28,13 @@ CPU tensors never reach a kernel: they take transformers' PyTorch implementation
 
 In training, transformers' mixer calls `mamba_inner_fn` first and runs its own code when that returns None; the fused
 mixer needs the padding mask and the mixer's layers, which that interface does not carry, so `MambaMixer.forward` is
-wrapped to record them (its code is not changed). A mixer whose layers are wrapped or hooked (PEFT adapters,
-quantization, offloading) or whose activation is not silu runs its own code on every device, the fused kernels
-included (they would read the raw weights too); its convolution and scan still go to the kernels on CUDA.
+wrapped to record them (its code is not changed). In eval mode without a cache (scoring, evaluation, a forward with
+`use_cache=False`) the wrapper makes the same `mamba_inner_fn` call itself (`_inference_forward`), since the
+mixer's own eval path alternates memory layouts around every layer; a forward that fills a cache runs the mixer's code.
+Packed sequences (`packed_sequences`) take vlmamba's paths only, which restart at each sequence. A mixer whose
+layers are wrapped or hooked (PEFT adapters, quantization, offloading) or whose activation is not silu runs its own
+code on every device, the fused kernels included (they would read the raw weights too); its convolution and scan
+still go to the kernels on CUDA.
 
 A scan over several tokens on top of a cache (a second chat turn, a question after a cached image prefix) starts from
 the cache's recurrent state on every path, where transformers' mixer starts from zeros: vlmamba's scan takes it as
@@ -553,10 +557,45 @@ def _fusable(mixer) -> bool:
     return mixer.activation == "silu"
 
 
-def _recording_mixer(forward):
+def _inference_forward(mixer, hidden_states, mask):
+    """Mamba's mixer without a cache in eval mode (scoring, evaluation, a forward with `use_cache=False`) through the
+    fused entry point, as transformers' mixer calls it in training: its own eval path alternates between memory
+    layouts around every layer. None when the entry point declines."""
+    hidden_states = modeling_mamba.apply_mask_to_padding_states(hidden_states, mask)
+    projected_states = mixer.in_proj(hidden_states).transpose(1, 2)
+    return modeling_mamba.mamba_inner_fn(
+        projected_states,
+        mixer.conv1d.weight,
+        mixer.conv1d.bias if mixer.use_conv_bias else None,
+        mixer.x_proj.weight,
+        mixer.dt_proj.weight,
+        mixer.out_proj.weight,
+        mixer.out_proj.bias.float() if mixer.use_bias else None,
+        -torch.exp(mixer.A_log.float()),
+        None,
+        None,
+        mixer.D.float(),
+        delta_bias=mixer.dt_proj.bias.float(),
+        delta_softplus=True,
+    )
+
+
+def _fused_inference(mixer, mask, cache) -> bool:
+    """Whether a mixer call takes `_inference_forward`: eval mode, no cache, and the fused path would run."""
+    return (
+        not mixer.training
+        and cache is None
+        and mask is not _UNKNOWN_MASK
+        and _fusable(mixer)
+        and not _use_pytorch_path(mixer.use_mambapy)
+    )
+
+
+def _recording_mixer(forward, fused_inference: bool = False):
     """Wraps `MambaMixer.forward` to record the mixer and its padding mask; every argument passes through unchanged.
     The mask is found by name in the wrapped signature, so a renamed cache argument cannot break the wrapper; should
-    the mask itself be renamed, the mixer is recorded with an unknown mask and runs its own code."""
+    the mask itself be renamed, the mixer is recorded with an unknown mask and runs its own code. With
+    `fused_inference` (Mamba's mixer), an eval-mode call without a cache goes to `_inference_forward`."""
     parameters = list(inspect.signature(forward).parameters)
     mask_position = parameters.index("attention_mask") - 1 if "attention_mask" in parameters else None
     cache_name = next((name for name in ("cache", "cache_params") if name in parameters), None)
@@ -587,6 +626,11 @@ def _recording_mixer(forward):
             cache = args[cache_position] if cache_position < len(args) else None
         token = _current_mixer.set((self, mask, cache))
         try:
+            if fused_inference and _fused_inference(self, mask, cache):
+                hidden_states = args[0] if args else kwargs["hidden_states"]
+                result = _inference_forward(self, hidden_states, mask)
+                if result is not None:
+                    return result
             return forward(self, *args, **kwargs)
         finally:
             _current_mixer.reset(token)
@@ -606,7 +650,7 @@ def install_device_dispatch() -> None:
             setattr(module, name, wrappers.get(name, _dispatching)(_EntryPoint(name, bound, module)))
         mixer = getattr(module, mixer)
         if not getattr(mixer.forward, "_vlmamba_dispatch", False):
-            mixer.forward = _recording_mixer(mixer.forward)
+            mixer.forward = _recording_mixer(mixer.forward, fused_inference=module is modeling_mamba)
 
 
 def kernel_report() -> list[dict[str, str]]:
