@@ -36,6 +36,7 @@ def _quickstart(args) -> int:
         families=tuple(args.families.split(",")),
         connector=args.connector,
         scan=args.scan,
+        pack_to=args.pack_to or None,
     )
     try:
         results = run_quickstart(args.output_dir, config, progress=not args.no_progress)
@@ -281,6 +282,9 @@ def main(argv=None) -> int:
     )
     quickstart.add_argument("--scan", default="bidirectional", help="the VSS connectors' scan: bidirectional or cross")
     quickstart.add_argument("--seed", type=int, default=0)
+    quickstart.add_argument(
+        "--pack-to", type=int, default=160, help="pack each batch into rows of this many tokens (0: pad instead)"
+    )
     quickstart.add_argument("--no-progress", action="store_true", help="no progress bars")
     quickstart.set_defaults(func=_quickstart)
 

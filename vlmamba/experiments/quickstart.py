@@ -34,6 +34,7 @@ from ..data.shapes import chance_levels, make_shapes_dataset
 from ..evaluation.boxes import draw_boxes
 from ..model_card import write_model_card
 from ..models.configuration_vlmamba import CONNECTOR_TYPES, VSS_SCANS
+from ..models.modeling_vlmamba import PACKED_TEXT_MODEL_TYPES
 from ..toy import tiny_model, tiny_processor, train_tokenizer
 from ..training import make_trainer, prompt_texts
 from .remote_check import generate_without_vlmamba
@@ -74,6 +75,10 @@ class QuickstartConfig:
     families: tuple = ("mamba", "pythia")
     connector: str = "mlp"
     scan: str = "bidirectional"
+    # Padding-free batches: each batch's examples packed into rows of at most this many tokens (the longest shapes
+    # example at the default sizes has 73); None pads one row per example. The steps are the same either way. Mamba-2
+    # and FalconH1, which take no packed sequences, are padded.
+    pack_to: int | None = 160
 
     def __post_init__(self):
         unknown = [family for family in self.families if family not in FAMILY_NAMES]
@@ -86,6 +91,8 @@ class QuickstartConfig:
         for name in ("train_scenes", "eval_scenes", "steps", "batch_size", "width", "eval_batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
+        if self.pack_to is not None and (not isinstance(self.pack_to, int) or self.pack_to < 1):
+            raise ValueError(f"pack_to must be a positive integer or None, got {self.pack_to!r}.")
 
 
 def make_data(config: QuickstartConfig):
@@ -165,7 +172,9 @@ def train(model, processor, dataset, config: QuickstartConfig, output_dir, progr
         seed=config.seed,
     )
     model.train()
-    trainer = make_trainer(model, processor, dataset, args)
+    # Backbones without packed-sequence support (Mamba-2, FalconH1) train on padded batches.
+    packs = model.config.text_config.model_type in PACKED_TEXT_MODEL_TYPES
+    trainer = make_trainer(model, processor, dataset, args, pack_to=config.pack_to if packs else None)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
