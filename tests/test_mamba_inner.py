@@ -42,6 +42,26 @@ def test_causal_convolution_matches_conv1d(length, with_mask):
         torch.testing.assert_close(grad, reference, rtol=1e-12, atol=1e-12)
 
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_packed_convolution_equals_each_sequence_convolved_alone(dtype):
+    g = torch.Generator().manual_seed(9)
+    lengths = [1, 2, 9, 5]
+    x = torch.randn(1, sum(lengths), 20, generator=g, dtype=dtype, requires_grad=True)
+    weight = torch.randn(20, 1, 4, generator=g, dtype=dtype, requires_grad=True)
+    bias = torch.randn(20, generator=g, dtype=dtype, requires_grad=True)
+    seq_idx = torch.repeat_interleave(torch.arange(4), torch.tensor(lengths))[None]
+    packed = causal_conv1d_silu(x, weight, bias, seq_idx=seq_idx)
+    alone = torch.cat([causal_conv1d_silu(part, weight, bias) for part in x.split(lengths, dim=1)], dim=1)
+    tolerance = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(packed, alone, rtol=tolerance, atol=tolerance)
+    weight_out = torch.randn(packed.shape, generator=g, dtype=dtype)
+    grads = torch.autograd.grad((packed * weight_out).sum(), (x, weight, bias))
+    expected = torch.autograd.grad((alone * weight_out).sum(), (x, weight, bias))
+    for grad, reference in zip(grads, expected):
+        torch.testing.assert_close(grad, reference, rtol=10 * tolerance, atol=10 * tolerance)
+
+
 def tiny_mamba(seed=0, **overrides):
     torch.manual_seed(seed)
     config = MambaConfig(vocab_size=97, hidden_size=32, state_size=8, num_hidden_layers=2, expand=2, **overrides)

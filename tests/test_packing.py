@@ -10,7 +10,7 @@ from PIL import Image
 from tests.tiny import make_model, make_processor
 from vlmamba.data.collator import VLMambaDataCollator
 from vlmamba.models.mamba_kernels import packed_sequences, scan_implementation
-from vlmamba.models.modeling_vlmamba import positions_in_sequences
+from vlmamba.models.selective_scan import positions_in_sequences
 from vlmamba.training import LORA_TARGETS
 
 

@@ -20,6 +20,7 @@ from transformers.utils.versions import require_version
 
 from .configuration_vlmamba import MambaVLConfig, PythiaVLConfig, VLMambaConfig
 from .mamba_kernels import install_device_dispatch, packed_sequences
+from .selective_scan import positions_in_sequences
 from .vision_scan import VLMambaVSSL2Connector, VLMambaVSSMLPConnector
 
 
@@ -407,16 +408,6 @@ RECURRENT_TEXT_MODEL_TYPES = ("mamba", "mamba2", "falcon_mamba")
 # transformers' block-diagonal masks (sdpa, eager, flex) or sequence lengths (flash attention) from the positions.
 RECURRENT_PACKING = ("mamba", "falcon_mamba")
 PACKED_TEXT_MODEL_TYPES = (*RECURRENT_PACKING, "gpt_neox")
-
-
-def positions_in_sequences(seq_idx: torch.Tensor) -> torch.Tensor:
-    """The position of every token within its packed sequence, from `seq_idx` `(batch, length)`."""
-    length = seq_idx.shape[-1]
-    index = torch.arange(length, device=seq_idx.device).expand_as(seq_idx)
-    starts = torch.ones_like(seq_idx, dtype=torch.bool)
-    starts[:, 1:] = seq_idx[:, 1:] != seq_idx[:, :-1]
-    first = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=-1).values
-    return index - first
 
 
 def text_multipliers(text_config) -> tuple[float, float]:

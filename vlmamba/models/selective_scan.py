@@ -419,6 +419,16 @@ def sequence_starts(seq_idx: torch.Tensor) -> torch.Tensor:
     return starts
 
 
+def positions_in_sequences(seq_idx: torch.Tensor) -> torch.Tensor:
+    """The position of every token within its packed sequence, from `seq_idx` `(batch, length)`."""
+    length = seq_idx.shape[-1]
+    index = torch.arange(length, device=seq_idx.device).expand_as(seq_idx)
+    starts = sequence_starts(seq_idx)
+    starts[:, 0] = True
+    first = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=-1).values
+    return index - first
+
+
 def selective_scan(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -573,4 +583,4 @@ def selective_scan_sequential(
     return (y, h) if return_last_state else y
 
 
-__all__ = ["SCAN_BACKENDS", "selective_scan", "selective_scan_sequential", "sequence_starts"]
+__all__ = ["SCAN_BACKENDS", "positions_in_sequences", "selective_scan", "selective_scan_sequential", "sequence_starts"]
