@@ -11,7 +11,10 @@ Part 1, language models of random weights (fp32, `torch.get_num_threads()` threa
 Each round measures every system once (best of `--repeats` after a warm-up), the systems side by side; a ratio is
 Mamba ÷ GPT-NeoX within a round, and the table gives the median over rounds with its range (the run-to-run spread).
 
-Part 2, the quickstart's Mamba-VL and Pythia-VL (width 128, the shapes data, batches of 32 training examples): one
+Part 2, one layer's selective scan at each shape (batch x 2 x width channels, its state), forward and fwd+bwd,
+through the fused CPU kernel and through the PyTorch chunked scan (`selective_scan(..., backend=...)`).
+
+Part 3, the quickstart's Mamba-VL and Pythia-VL (width 128, the shapes data, batches of 32 training examples): one
 fwd+bwd per batch of the same examples, collated padded (one right-padded row each) and packed
 (`VLMambaDataCollator(pack_to=...)`), in tokens per second, where tokens are the examples' own (padding excluded).
 
@@ -113,6 +116,55 @@ def shape_rows(names, rounds: int, repeats: int, log) -> tuple[list[str], dict]:
     return lines, parameters
 
 
+def scan_rows(names, rounds: int, repeats: int, log) -> list[str]:
+    from vlmamba.models.selective_scan import selective_scan
+
+    lines = [
+        "| shape | scan (batch, channels, length, state) | measurement | fused kernel (ms) | chunked (ms) | "
+        "chunked / fused, median [range] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        _, width, batch, length, _, _, state, _ = SHAPES[name]
+        channels = 2 * width
+        g = torch.Generator().manual_seed(0)
+
+        def leaf(*shape):
+            return torch.randn(*shape, generator=g).requires_grad_()
+
+        inputs = {
+            "u": leaf(batch, length, channels).transpose(1, 2), "delta": leaf(batch, length, channels).transpose(1, 2),
+            "A": (-torch.rand(channels, state, generator=g) - 0.5).requires_grad_(),
+            "B": leaf(batch, length, state).transpose(1, 2), "C": leaf(batch, length, state).transpose(1, 2),
+            "D": leaf(channels), "z": leaf(batch, length, channels).transpose(1, 2), "delta_bias": leaf(channels),
+        }
+
+        def steps(backend):
+            def forward():
+                with torch.no_grad():
+                    selective_scan(**inputs, delta_softplus=True, backend=backend)
+
+            def train():
+                selective_scan(**inputs, delta_softplus=True, backend=backend).sum().backward()
+
+            return {"forward": forward, "fwd+bwd": train}
+
+        backends = {backend: steps(backend) for backend in ("fused", "chunked")}
+        for measurement in ("forward", "fwd+bwd"):
+            times = {backend: [] for backend in backends}
+            for _ in range(rounds):
+                for backend in backends:
+                    times[backend].append(best_of(backends[backend][measurement], repeats))
+            log(f"scan {name} {measurement}: " + ", ".join(f"{b} {min(t) * 1e3:.1f} ms" for b, t in times.items()))
+            ratios = [c / f for f, c in zip(times["fused"], times["chunked"])]
+            lines.append(
+                f"| {name} | ({batch}, {channels}, {length}, {state}) | {measurement} | "
+                f"{statistics.median(times['fused']) * 1e3:.1f} | {statistics.median(times['chunked']) * 1e3:.1f} | "
+                f"**{statistics.median(ratios):.2f}×** [{min(ratios):.2f}–{max(ratios):.2f}] |"
+            )
+    return lines
+
+
 def packing_rows(rounds: int, log) -> list[str]:
     from vlmamba.data.collator import VLMambaDataCollator
     from vlmamba.experiments.quickstart import FAMILY_NAMES, QuickstartConfig, build, make_data
@@ -190,6 +242,8 @@ def main(argv=None) -> None:
 
     started = datetime.datetime.now().astimezone()
     lines, parameters = shape_rows(names, args.rounds, args.repeats, log)
+    if cpu_kernel.available():
+        lines += ["", *scan_rows(names, args.rounds, args.repeats, log)]
     if not args.skip_packing:
         lines += ["", *packing_rows(args.rounds, log)]
     minutes = (datetime.datetime.now().astimezone() - started).total_seconds() / 60
