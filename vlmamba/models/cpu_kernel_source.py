@@ -148,6 +148,16 @@ inline void step(const Scan<T> &s, const T *__restrict A, const T *Bt, const T *
   }
 }
 
+// A block's constants: its A (state x Width), D and delta bias, zero in unused lanes.
+template <typename T, int Width>
+inline void block_constants(const Scan<T> &s, int64_t group, int64_t e0, int lanes, T *A, T *Dw, T *bias) {
+  int64_t channel = group * s.per_group + e0;
+  for (int64_t k = 0; k < s.state; k++)
+    load<T, Width>(s.A + (group * s.state + k) * s.per_group + e0, lanes, A + k * Width);
+  load<T, Width>(s.D ? s.D + channel : nullptr, lanes, Dw);
+  load<T, Width>(s.bias ? s.bias + channel : nullptr, lanes, bias);
+}
+
 template <typename T, int Width>
 void forward_item(const Scan<T> &s, int64_t item, T *out, T *last, T *checkpoints) {
   int64_t sample = item / (s.groups * s.parts), group = (item / s.parts) % s.groups, part = item % s.parts;
@@ -159,10 +169,8 @@ void forward_item(const Scan<T> &s, int64_t item, T *out, T *last, T *checkpoint
   for (int64_t e0 = begin; e0 < end; e0 += Width) {
     int lanes = (int)(end - e0 < Width ? end - e0 : Width);
     int64_t channel = group * s.per_group + e0;
-    for (int64_t k = 0; k < n; k++) load<T, Width>(s.A + (group * n + k) * s.per_group + e0, lanes, A + k * Width);
     T Dw[Width], bias[Width], d[Width], pre[Width], x[Width], dtu[Width], y[Width], zt[Width];
-    load<T, Width>(s.D ? s.D + channel : nullptr, lanes, Dw);
-    load<T, Width>(s.bias ? s.bias + channel : nullptr, lanes, bias);
+    block_constants<T, Width>(s, group, e0, lanes, A, Dw, bias);
     for (int64_t k = 0; k < n; k++) {
       const T *start = s.h0 ? s.h0 + ((sample * s.groups + group) * n + k) * s.per_group + e0 : nullptr;
       load<T, Width>(start, start ? lanes : 0, h + k * Width);
@@ -230,11 +238,9 @@ void backward_item(const Scan<T> &s, int64_t item, const T *grad_out, const T *g
   for (int64_t e0 = begin; e0 < end; e0 += Width) {
     int lanes = (int)(end - e0 < Width ? end - e0 : Width);
     int64_t channel = group * s.per_group + e0;
-    for (int64_t k = 0; k < n; k++) load<T, Width>(s.A + (group * n + k) * s.per_group + e0, lanes, A + k * Width);
     T Dw[Width], bias[Width], d[Width], pre[Width], x[Width], dtu[Width], y[Width], gy[Width], gdtu[Width];
     T gdelta[Width], gD[Width], gbias[Width], zt[Width], go[Width], gz[Width], gu[Width], gd[Width];
-    load<T, Width>(s.D ? s.D + channel : nullptr, lanes, Dw);
-    load<T, Width>(s.bias ? s.bias + channel : nullptr, lanes, bias);
+    block_constants<T, Width>(s, group, e0, lanes, A, Dw, bias);
     for (int w = 0; w < Width; w++) gD[w] = gbias[w] = T(0);
     for (int64_t k = 0; k < n * Width; k++) lanes_A[k] = T(0);
     for (int64_t k = 0; k < n; k++) {
