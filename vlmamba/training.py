@@ -30,12 +30,11 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
-from transformers.masking_utils import find_packed_sequence_indices
 
 from .builder import PRESETS, build_from_preset
 from .data.collator import VLMambaDataCollator
 from .models.configuration_vlmamba import LOSS_REDUCTIONS
-from .models.modeling_vlmamba import packed_sample_ids
+from .models.modeling_vlmamba import packed_sample_ids, packed_sequence_index
 from .models.processing_vlmamba import BOX_NORMALIZATIONS
 
 
@@ -470,8 +469,8 @@ def _unsupervised_samples(inputs) -> torch.Tensor:
     """How many samples of a batch have no supervised label: rows, or the sequences of packed rows."""
     labels = inputs["labels"]
     seq_idx = inputs.get("seq_idx")
-    if seq_idx is None and inputs.get("position_ids") is not None and inputs.get("attention_mask") is None:
-        seq_idx = find_packed_sequence_indices(inputs["position_ids"])
+    if seq_idx is None:
+        seq_idx = packed_sequence_index(inputs.get("position_ids"), inputs.get("attention_mask"))
     if seq_idx is None:
         return (labels != -100).sum(-1).eq(0).sum()
     ids, samples = packed_sample_ids(seq_idx)

@@ -175,10 +175,9 @@ def problem() -> str | None:
 
 
 
-def supports(*tensors) -> bool:
-    """Whether the kernel takes these tensors: on CPU, float32 or float64, and built."""
-    first = tensors[0]
-    return first.device.type == "cpu" and first.dtype in _DTYPES and available()
+def supports(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the kernel takes tensors of this device and dtype (CPU; float32 or float64) and is built."""
+    return device.type == "cpu" and dtype in _DTYPES and available()
 
 
 def _run(function, sizes, strides, inputs, softplus, outputs, items: int) -> None:

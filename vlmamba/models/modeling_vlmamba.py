@@ -380,9 +380,8 @@ class VLMambaModel(VLMambaPreTrainedModel):
         """The packed-sequence index `(batch, length)` of a padding-free batch, or None for ordinary rows: `seq_idx`
         as given, else from `position_ids` that restart within a row when there is no `attention_mask` (transformers'
         rule, `find_packed_sequence_indices`). Raises where packing cannot be honoured."""
-        if seq_idx is None and position_ids is not None and attention_mask is None and cache is None:
-            positions = position_ids if position_ids.dim() == 2 else position_ids.view(1, -1)
-            seq_idx = find_packed_sequence_indices(positions)
+        if seq_idx is None and cache is None:
+            seq_idx = packed_sequence_index(position_ids, attention_mask)
         if seq_idx is None:
             return None
         model_type = self.config.text_config.model_type
@@ -461,6 +460,16 @@ def _cached_ids(cache: Cache | None) -> torch.Tensor | None:
     if cache is None or _is_prefill(cache):
         return torch.zeros(0, 0, dtype=torch.long)
     return getattr(cache, _CACHED_IDS, None)
+
+
+def packed_sequence_index(
+    position_ids: torch.Tensor | None, attention_mask: torch.Tensor | None
+) -> torch.Tensor | None:
+    """The packed sequence of every token `(batch, length)` when `position_ids` restart within a row and there is no
+    `attention_mask` (transformers' padding-free rule, `find_packed_sequence_indices`); None for ordinary rows."""
+    if position_ids is None or attention_mask is not None:
+        return None
+    return find_packed_sequence_indices(position_ids if position_ids.dim() == 2 else position_ids.view(1, -1))
 
 
 def per_sample_loss(

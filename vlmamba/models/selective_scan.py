@@ -506,10 +506,11 @@ def selective_scan(
             raise ValueError(f"Unknown scan backend {backend!r}; choose one of {SCAN_BACKENDS} or None.")
         if backend is None and (chunk_size is not None or not recompute):
             backend = "chunked"
-        if backend == "fused" and not supports(u.to(compute_dtype)):
+        fused = supports(u.device, compute_dtype)
+        if backend == "fused" and not fused:
             why = kernel_problem() or f"it takes float32 or float64 CPU tensors, got {u.dtype} on {u.device}"
             raise RuntimeError(f"The fused CPU scan cannot run here: {why}.")
-        if backend != "chunked" and u.device.type == "cpu" and supports(u.to(compute_dtype)):
+        if backend != "chunked" and fused:
             return _fused(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, h0, mask, reset,
                           compute_dtype, groups)
         chunk = chunk_size or _chunk_size(length, batch * channels * state, u.device.type)
