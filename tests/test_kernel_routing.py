@@ -464,7 +464,13 @@ def test_kernel_report_says_what_runs_and_why(fake, monkeypatch):
     rows = {row["entry_point"]: row for row in kernels.kernel_report()}
     assert list(rows) == list(NAMES)
     assert rows["mamba_selective_scan"]["cuda"] == "mamba-ssm's `selective_scan_fn`"
-    assert rows["mamba_selective_scan"]["cpu"] == "vlmamba's chunked scan (`selective_scan`)"
+    from vlmamba.models import cpu_kernel
+
+    if cpu_kernel.available():
+        assert rows["mamba_selective_scan"]["cpu"] == "vlmamba's fused CPU scan (`cpu_kernel`)"
+        assert rows["mamba_inner_fn"]["cpu"] == "vlmamba's fused mixer (`mamba_inner`) with the fused CPU scan"
+    else:
+        assert rows["mamba_selective_scan"]["cpu"] == "vlmamba's chunked scan (`selective_scan`)"
     assert rows["mamba_inner_fn"]["cuda"] == "vlmamba's fused mixer (`mamba_inner`)"
     assert "causal_conv1d_cuda" in rows["mamba_inner_fn"]["why"]
     assert rows["causal_conv1d_fn"]["why"] == "causal-conv1d is not installed"
@@ -475,6 +481,8 @@ def test_kernel_report_says_what_runs_and_why(fake, monkeypatch):
     report = kernels.env_report()
     assert "CUDA tensors" in report and all(name in report for name in NAMES)
     assert "mamba-ssm's `selective_scan_fn`" in report and "scan implementation: auto" in report
+    assert f"fused CPU scan: {cpu_kernel.describe()}" in report
+    assert cpu_kernel.describe().startswith("built (-O2" if cpu_kernel.available() else "not available (")
 
 
 def test_the_scan_takes_larger_chunks_on_a_gpu_and_computes_the_same():

@@ -90,7 +90,9 @@ def _build(compiler: str):
     errors = []
     for flags in _FLAG_SETS:
         try:
-            return _open(_compiled(compiler, version, source, flags))
+            library = _open(_compiled(compiler, version, source, flags))
+            library.flags = " ".join(flags)
+            return library
         except (OSError, RuntimeError, AttributeError) as error:
             errors.append(str(error))
     raise RuntimeError("; ".join(errors))
@@ -173,6 +175,15 @@ def problem() -> str | None:
     _load()
     return _problem
 
+
+
+def describe() -> str:
+    """One line on the fused CPU scan: built (with which flags, on how many threads' runtime) or why not."""
+    library = _load()
+    if library is None:
+        return f"not available ({_problem}); the chunked scan runs on CPU"
+    threads = "torch's OpenMP threads" if library.openmp else "a thread pool (built without OpenMP)"
+    return f"built ({library.flags}, {library._name}), runs on {threads}"
 
 
 def supports(device: torch.device, dtype: torch.dtype) -> bool:
@@ -288,4 +299,4 @@ class FusedScan(torch.autograd.Function):
         )
 
 
-__all__ = ["FusedScan", "available", "problem", "supports"]
+__all__ = ["FusedScan", "available", "describe", "problem", "supports"]

@@ -59,6 +59,7 @@ from transformers.models.falcon_mamba import modeling_falcon_mamba
 from transformers.models.mamba import modeling_mamba
 from transformers.utils import logging
 
+from . import cpu_kernel
 from .mamba_inner import causal_conv1d_silu, mamba_inner
 from .selective_scan import selective_scan
 
@@ -653,13 +654,21 @@ def install_device_dispatch() -> None:
             mixer.forward = _recording_mixer(mixer.forward, fused_inference=module is modeling_mamba)
 
 
+# What CPU tensors run when the fused CPU scan is built (`cpu_kernel`).
+_CPU_KERNEL_PATHS = {
+    "mamba_inner_fn": "vlmamba's fused mixer (`mamba_inner`) with the fused CPU scan",
+    "mamba_selective_scan": "vlmamba's fused CPU scan (`cpu_kernel`)",
+}
+
+
 def kernel_report() -> list[dict[str, str]]:
     """What runs in this process for each of transformers' Mamba entry points, under the current scan implementation.
 
     Returns:
-        One dict per entry point: `entry_point`, `cuda` (the path of CUDA tensors), `cpu` (that of CPU tensors and
-        other devices) and `why` (what decided the CUDA path). A hub kernel runs only for a model loaded with
-        `use_kernels=True`, which `cuda` says when the `kernels` package is in use.
+        One dict per entry point: `entry_point`, `cuda` (the path of CUDA tensors), `cpu` (that of CPU tensors; other
+        devices take the CUDA path of a machine without kernels) and `why` (what decided the CUDA path). A hub
+        kernel runs only for a model loaded with `use_kernels=True`, which `cuda` says when the `kernels` package
+        is in use.
     """
     install_device_dispatch()
     rows = []
@@ -668,16 +677,20 @@ def kernel_report() -> list[dict[str, str]]:
         if entry is None:
             continue
         reference = _scan_implementation == "reference"
-        cpu = "transformers' PyTorch path" if reference else entry.fallback
+        # What runs without a kernel; CPU tensors take the fused CPU scan where it is built.
+        fallback = "transformers' PyTorch path" if reference else entry.fallback
         if name == "mamba_inner_fn" and reference:
-            cpu = "transformers' PyTorch path (the mixer's own code)"
+            fallback = "transformers' PyTorch path (the mixer's own code)"
+        cpu = fallback
+        if not reference and name in _CPU_KERNEL_PATHS and cpu_kernel.available():
+            cpu = _CPU_KERNEL_PATHS[name]
         problem = entry.problem()
         if _scan_implementation != "auto":
-            cuda, why = cpu, f'scan_implementation("{_scan_implementation}")'
+            cuda, why = fallback, f'scan_implementation("{_scan_implementation}")'
         elif problem is None:
             cuda, why = f"{entry.distribution}'s `{entry.function}`", "bound by transformers, its extensions load"
         else:
-            cuda, why = cpu, problem
+            cuda, why = fallback, problem
         if entry.hub_layer is not None and _scan_implementation == "auto":
             cuda = f"hub kernel `{entry.hub_layer}` with use_kernels=True, else {cuda}"
         rows.append({"entry_point": name, "cuda": cuda, "cpu": cpu, "why": why})
@@ -713,6 +726,7 @@ def env_report() -> str:
         f"{version('causal-conv1d')}, triton {version('triton')}",
         f"kernels (hub kernels): {hub}",
         f"scan implementation: {_scan_implementation}",
+        f"fused CPU scan: {cpu_kernel.describe()}",
         "fp32 matmuls on CUDA: "
         + (
             "TF32 (vlmamba's scan is then not exact to 1e-5; torch.set_float32_matmul_precision('highest') and "
@@ -723,7 +737,7 @@ def env_report() -> str:
         "",
     ]
     rows = kernel_report()
-    header = {"entry_point": "entry point", "cuda": "CUDA tensors", "cpu": "CPU and other tensors"}
+    header = {"entry_point": "entry point", "cuda": "CUDA tensors", "cpu": "CPU tensors"}
     widths = {key: max(len(row[key]) for row in [header, *rows]) for key in header}
     for row in [header, *rows]:
         lines.append("  ".join(row[key].ljust(widths[key]) for key in header).rstrip())
